@@ -1,0 +1,1 @@
+# Hydra configs, installed as the package ntm_repro.conf (pyproject.toml: package-dir).

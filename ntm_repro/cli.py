@@ -1,0 +1,64 @@
+"""``ntm-repro``: train one configuration, or sweep many with ``-m`` (a Hydra app).
+
+    ntm-repro model=ntm controller=lstm task=copy
+    ntm-repro -m model=ntm,lstm seed=0-4 train.sequences=20000
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ntm_repro.cli_args import check_group_options, composed_int_keys, expand_ranges
+from ntm_repro.errors import ConfigError
+
+_unsuccessful: list[str] = []
+
+
+def _fail(message: str) -> None:
+    print(f"ntm-repro: error: {message}", file=sys.stderr)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://ntm_repro.conf", config_name="config")
+def _job(cfg: DictConfig) -> None:
+    from ntm_repro.training.run import train  # torch and Lightning load only for real jobs
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except ConfigError as error:
+        _fail(str(error))
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        _unsuccessful.append(str(run_dir))
+        return
+    line = f"{run_dir}: {summary['status']}"
+    final = summary.get("final") or {}
+    if "val/bit_errors" in final:
+        line += f", val cost {final['val/cost_bits']:.4g} bits, {final['val/bit_errors']:.4g} bit errors per sequence"
+    if summary["reason"]:
+        line += f" ({summary['reason']})"
+    print(line, file=sys.stderr)
+    if summary["status"] != "completed":
+        _unsuccessful.append(str(run_dir))
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    try:
+        check_group_options(argv)
+        argv = expand_ranges(argv, composed_int_keys(argv))
+    except ConfigError as error:
+        _fail(str(error))
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *argv]
+    _job()
+    if _unsuccessful:
+        _fail(f"{len(_unsuccessful)} run(s) did not complete; see summary.json in: {', '.join(_unsuccessful)}")
+        sys.exit(1)

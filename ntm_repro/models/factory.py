@@ -1,0 +1,96 @@
+"""Build a model from its config groups (``model`` and ``controller``), checking every size
+first so that bad input fails with one line naming the key."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from ntm_repro.errors import ConfigError
+from ntm_repro.memory.init import MEMORY_INITS
+from ntm_repro.memory.topology import Topology
+from ntm_repro.models.controller import ACTIVATIONS, LSTM_BIASES, FeedforwardController, LSTMController
+from ntm_repro.models.lstm_baseline import LSTMBaseline
+from ntm_repro.models.ntm import NTM
+
+MODEL_TYPES = ("ntm", "lstm")
+CONTROLLER_TYPES = ("lstm", "feedforward")
+
+
+def positive(value: Any, key: str) -> int:
+    """``value`` as a positive integer, or a ConfigError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r}: must be a positive integer")
+    return value
+
+
+def choice(value: Any, key: str, allowed: tuple[str, ...] | list[str]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}: unknown; choose one of {', '.join(allowed)}")
+    return value
+
+
+def build_controller(cfg: Mapping[str, Any], input_size: int) -> nn.Module:
+    kind = choice(cfg["type"], "controller.type", CONTROLLER_TYPES)
+    size = positive(cfg["size"], "controller.size")
+    layers = positive(cfg["layers"], "controller.layers")
+    if kind == "lstm":
+        return LSTMController(
+            input_size,
+            size,
+            layers,
+            skip=bool(cfg.get("skip", False)),
+            bias=choice(cfg.get("bias", "double"), "controller.bias", LSTM_BIASES),
+            learn_init_state=bool(cfg.get("learn_init_state", True)),
+        )
+    activation = choice(cfg.get("activation", "sigmoid"), "controller.activation", list(ACTIVATIONS))
+    return FeedforwardController(input_size, size, layers, activation)
+
+
+def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_size: int, output_size: int) -> nn.Module:
+    """The network for ``model.type``: ``ntm`` (any memory topology) or ``lstm`` (baseline)."""
+    kind = choice(model["type"], "model.type", MODEL_TYPES)
+    if kind == "lstm":
+        if controller["type"] != "lstm":
+            raise ConfigError(f"model=lstm needs controller=lstm, not controller={controller['type']}")
+        return LSTMBaseline(build_controller(controller, input_size), output_size)
+
+    memory = model["memory"]
+    locations = positive(memory["locations"], "model.memory.locations")
+    width = positive(memory["width"], "model.memory.width")
+    heads = positive(model["heads"], "model.heads")
+    init = choice(memory["init"], "model.memory.init", MEMORY_INITS)
+    shifts = tuple(model["shifts"])
+    if not shifts or len(set(shifts)) != len(shifts) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shifts):
+        raise ConfigError(f"model.shifts={list(shifts)}: give distinct integer shifts, e.g. [-1, 0, 1]")
+    if max(shifts) - min(shifts) + 1 > locations:
+        raise ConfigError(
+            f"model.shifts={list(shifts)}: spans {max(shifts) - min(shifts) + 1} locations, wider than the "
+            f"memory (model.memory.locations={locations}); narrow the shifts or enlarge the memory"
+        )
+    layers = positive(controller["layers"], "controller.layers")
+    topology = Topology.from_config(model["topology"], heads, layers)
+    reads = len(topology.read_blocks)
+    ctrl = build_controller(controller, input_size + reads * width)
+    mix = model["topology"].get("mix_init") or {}
+    return NTM(
+        ctrl,
+        input_size,
+        output_size,
+        topology,
+        locations=locations,
+        width=width,
+        shifts=shifts,
+        memory_init=init,
+        learn_init_reads=bool(model.get("learn_init_reads", True)),
+        learn_init_weights=bool(model.get("learn_init_weights", True)),
+        mix_a=float(mix.get("a", 0.5)),
+        mix_b=float(mix.get("b", 0.5)),
+        learn_mix=bool(model["topology"].get("learn_mix", True)),
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters, the count the papers report."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

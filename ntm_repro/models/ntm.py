@@ -1,0 +1,171 @@
+"""The Neural Turing Machine (Graves et al. 2014), one class for every memory topology.
+
+Per time step t, in this order (the order of Zhang, Yu & Zhou 2015, eqs. for NTM1-3):
+
+1. controller input ``[x_t, r_{t-1}]`` -> controller layer outputs;
+2. one linear projection per feeding controller layer emits every head's parameters;
+3. write heads address ``M_{t-1}`` and write (all erase, then all add) -> memory after writes;
+4. mixing: ``block <- a * block + b * source`` for each mixed block -> ``M_t``;
+5. read heads address ``M_t`` and read ``r_t``;
+6. output ``y_t = sigmoid(W_o [h_t, r_t] + b_o)`` (returned as logits; applied over all t
+   at once since it feeds nothing back).
+
+Head parameters: key ``k`` (W), strength ``beta = softplus`` (> 0), gate ``g = sigmoid``,
+shift ``s = softmax`` over the allowed shifts, sharpening ``gamma = 1 + softplus`` (>= 1);
+write heads also emit erase ``e = sigmoid`` and add ``a`` (unconstrained).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ntm_repro.memory.access import read, write
+from ntm_repro.memory.addressing import address, cosine_similarity, shift_index
+from ntm_repro.memory.init import MemoryInit
+from ntm_repro.memory.topology import BlockPlacement, Mixer, Topology
+
+
+@dataclass
+class Trace:
+    """What a forward pass did, for attention plots: weightings per step within each head's
+    block, (B, T, H, N), and the memory after the last step, (B, K*N, W)."""
+
+    write_weights: torch.Tensor
+    read_weights: torch.Tensor
+    memory: torch.Tensor
+
+
+class NTM(nn.Module):
+    def __init__(
+        self,
+        controller: nn.Module,
+        input_size: int,
+        output_size: int,
+        topology: Topology,
+        locations: int = 128,
+        width: int = 20,
+        shifts: tuple[int, ...] = (-1, 0, 1),
+        memory_init: str = "constant",
+        learn_init_reads: bool = True,
+        learn_init_weights: bool = True,
+        mix_a: float = 0.5,
+        mix_b: float = 0.5,
+        learn_mix: bool = True,
+    ):
+        super().__init__()
+        self.controller = controller
+        self.topology = topology
+        self.locations, self.width = locations, width
+        self.num_write = len(topology.write_blocks)
+        self.num_read = len(topology.read_blocks)
+        heads = self.num_write + self.num_read
+        self.shift_count = len(shifts)
+        # per head: key (W), beta, gate, shifts (S), gamma
+        self.address_sizes = [width, 1, 1, self.shift_count, 1]
+        self.address_width = sum(self.address_sizes)
+
+        self.memory_init = MemoryInit(len(topology.blocks) * locations, width, memory_init)
+        self.register_buffer("shift_index", shift_index(shifts, locations), persistent=False)
+        self.write_place = BlockPlacement(topology.write_blocks, len(topology.blocks), locations)
+        self.read_place = BlockPlacement(topology.read_blocks, len(topology.blocks), locations)
+        self.mixer = Mixer(topology, mix_a, mix_b, learn_mix)
+
+        if learn_init_reads:
+            self.init_reads = nn.Parameter(torch.randn(self.num_read * width) * 0.01)
+        else:
+            self.register_buffer("init_reads", torch.zeros(self.num_read * width), persistent=False)
+        init_logits = torch.zeros(heads, locations)
+        if learn_init_weights:
+            self.init_weight_logits = nn.Parameter(init_logits)
+        else:
+            self.register_buffer("init_weight_logits", init_logits, persistent=False)
+
+        self._build_projections(controller.layer_sizes)
+        self.output = nn.Linear(controller.layer_sizes[-1] + self.num_read * width, output_size)
+        nn.init.xavier_uniform_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+        self.input_size, self.output_size = input_size, output_size
+
+    def _build_projections(self, layer_sizes: list[int]) -> None:
+        """One linear map per controller layer that feeds heads. The concatenated outputs
+        are permuted (only when needed) into the canonical layout: addressing parameters
+        of every head (write heads first, then read heads), then erase and add of every
+        write head."""
+        head_layers = list(self.topology.write_layers) + [self.topology.read_layer] * self.num_read
+        chunks = []  # (layer, canonical start, length) of every parameter chunk
+        for head, layer in enumerate(head_layers):
+            chunks.append((layer, head * self.address_width, self.address_width))
+        erase_add_start = len(head_layers) * self.address_width
+        for head in range(self.num_write):
+            chunks.append((head_layers[head], erase_add_start + head * 2 * self.width, 2 * self.width))
+        self.feeding_layers = sorted({layer for layer, _, _ in chunks})
+        self.projections = nn.ModuleList()
+        emitted: list[int] = []  # canonical position of every emitted column, in emission order
+        for layer in self.feeding_layers:
+            mine = [(start, length) for lay, start, length in chunks if lay == layer]
+            self.projections.append(nn.Linear(layer_sizes[layer], sum(length for _, length in mine)))
+            for start, length in mine:
+                emitted.extend(range(start, start + length))
+        order = torch.tensor(emitted).argsort()
+        self.register_buffer("projection_order", order, persistent=False)
+        self.permute_projection = not torch.equal(order, torch.arange(len(emitted)))
+        for proj in self.projections:
+            nn.init.xavier_uniform_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def _project(self, layer_outputs: list[torch.Tensor]) -> torch.Tensor:
+        if len(self.projections) == 1:
+            flat = self.projections[0](layer_outputs[self.feeding_layers[0]])
+        else:
+            flat = torch.cat([p(layer_outputs[l]) for p, l in zip(self.projections, self.feeding_layers)], dim=-1)
+        return flat[:, self.projection_order] if self.permute_projection else flat
+
+    def forward(self, inputs: torch.Tensor, trace: bool = False):
+        """``inputs``: (B, T, input_size) -> output logits (B, T, output_size), and a
+        :class:`Trace` when ``trace`` is true."""
+        batch, steps, _ = inputs.shape
+        hw, hr, width = self.num_write, self.num_read, self.width
+        heads = hw + hr
+        memory = self.memory_init(batch)
+        norms = torch.linalg.vector_norm(memory, dim=-1)
+        init_weights = torch.softmax(self.init_weight_logits, dim=-1).unsqueeze(0).expand(batch, -1, -1)
+        w_write, w_read = init_weights[:, :hw], init_weights[:, hw:]
+        reads = self.init_reads.unsqueeze(0).expand(batch, -1)
+        state = self.controller.initial_state(batch)
+        plans = self.mixer.level_plans() if self.mixer.active else []
+        index = self.shift_index
+        tops, all_reads, write_trace, read_trace = [], [], [], []
+
+        for t in range(steps):
+            layers, state = self.controller.step(torch.cat((inputs[:, t], reads), dim=-1), state)
+            flat = self._project(layers)
+            addressing = flat[:, : heads * self.address_width].view(batch, heads, self.address_width)
+            key, beta, gate, shift, gamma = addressing.split(self.address_sizes, dim=-1)
+            beta, gate, shift, gamma = F.softplus(beta), torch.sigmoid(gate), torch.softmax(shift, -1), 1 + F.softplus(gamma)
+            erase_add = flat[:, heads * self.address_width :].view(batch, hw, 2 * width)
+
+            similarity = self.write_place.select(cosine_similarity(key[:, :hw], memory, norms))
+            w_write = address(similarity, w_write, beta[:, :hw], gate[:, :hw], shift[:, :hw], gamma[:, :hw], index)
+            erase = torch.sigmoid(erase_add[..., :width])
+            memory = write(memory, self.write_place.spread(w_write), erase, erase_add[..., width:])
+            memory = Mixer.mix(memory, plans)
+            norms = torch.linalg.vector_norm(memory, dim=-1)
+
+            similarity = self.read_place.select(cosine_similarity(key[:, hw:], memory, norms))
+            w_read = address(similarity, w_read, beta[:, hw:], gate[:, hw:], shift[:, hw:], gamma[:, hw:], index)
+            reads = read(memory, self.read_place.spread(w_read)).reshape(batch, hr * width)
+            tops.append(layers[-1])
+            all_reads.append(reads)
+            if trace:
+                write_trace.append(w_write)
+                read_trace.append(w_read)
+
+        features = torch.cat((torch.stack(tops, dim=1), torch.stack(all_reads, dim=1)), dim=-1)
+        logits = self.output(features)
+        if not trace:
+            return logits
+        return logits, Trace(torch.stack(write_trace, 1), torch.stack(read_trace, 1), memory)

@@ -1,0 +1,1 @@
+"""Layer 3: one module per task; pure torch episode generators, no Lightning."""

@@ -1,0 +1,56 @@
+"""What every task provides: batched episodes ``(inputs, targets, mask)`` drawn from a
+``torch.Generator``, its training levels (lengths or item counts) and its test levels."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import torch
+
+from ntm_repro.errors import ConfigError
+
+
+class Episode(NamedTuple):
+    """``inputs`` (B, T, I) and ``targets`` (B, T, O) in {0, 1}; ``mask`` (B, T) is 1 on the
+    time steps whose outputs are scored."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+
+class Task:
+    """Base class: subclasses set the sizes and :meth:`episode`."""
+
+    name: str
+    level_name: str  # what a level counts, e.g. "length" or "items"
+    input_size: int
+    output_size: int
+
+    def __init__(self, train_levels: Sequence[Any], test_levels: Sequence[Any]):
+        if not train_levels:
+            raise ConfigError(f"task {self.name}: the training range is empty")
+        self.train_levels = list(train_levels)
+        self.test_levels = list(test_levels)
+
+    def episode(self, batch_size: int, level: Any, generator: torch.Generator) -> Episode:
+        raise NotImplementedError
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Episode:
+        """A training batch: one level drawn uniformly from the training range, shared by the batch."""
+        pick = int(torch.randint(len(self.train_levels), (1,), generator=generator))
+        return self.episode(batch_size, self.train_levels[pick], generator)
+
+
+def positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r}: must be a positive integer")
+    return value
+
+
+def int_range(low: Any, high: Any, low_key: str, high_key: str) -> list[int]:
+    """The inclusive range ``low..high``, or a ConfigError when it is empty or not positive."""
+    low, high = positive_int(low, low_key), positive_int(high, high_key)
+    if low > high:
+        raise ConfigError(f"{low_key}={low} > {high_key}={high}: the range is empty; set {low_key} <= {high_key}")
+    return list(range(low, high + 1))

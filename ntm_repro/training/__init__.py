@@ -1,0 +1,1 @@
+"""Layer 4: Lightning module and data, the Graves RMSProp optimizer, metrics, callbacks."""

@@ -1,0 +1,67 @@
+"""The run folder's ``metrics.csv``: one tidy row per split and logged step, appended and
+flushed as it goes so that a crash keeps everything logged before it."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any, Mapping, Sequence
+
+from pytorch_lightning.loggers.logger import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+BASE_COLUMNS = ("step", "sequences", "time_s", "split", "cost_bits", "bit_errors")
+
+
+class TidyCSVLogger(Logger):
+    """Receives ``{"sequences": n, "time_s": t, "<split>/<metric>": value, ...}`` and writes
+    one row per split with columns :data:`BASE_COLUMNS` plus ``extra_columns``."""
+
+    def __init__(self, save_dir: str, extra_columns: Sequence[str] = (), filename: str = "metrics.csv"):
+        super().__init__()
+        self._save_dir = save_dir
+        self.path = os.path.join(save_dir, filename)
+        self.columns = list(BASE_COLUMNS) + [c for c in extra_columns if c not in BASE_COLUMNS]
+        self._file = None
+        self._writer = None
+
+    @property
+    def name(self) -> str:
+        return "csv"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The resolved config is already the run folder's ``config.yaml``."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._writer is None:
+            exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+            self._file = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+            if not exists:
+                self._writer.writeheader()
+        common = {"step": step, "sequences": metrics.get("sequences"), "time_s": metrics.get("time_s")}
+        splits: dict[str, dict[str, Any]] = {}
+        for key, value in metrics.items():
+            if "/" in key:
+                split, metric = key.split("/", 1)
+                splits.setdefault(split, {})[metric] = value
+        for split, values in splits.items():
+            self._writer.writerow({**common, "split": split, **values})
+        self._file.flush()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._writer = None

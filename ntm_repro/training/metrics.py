@@ -1,0 +1,43 @@
+"""The two metrics of the NTM paper, per sequence, on the scored (masked) steps only:
+cost in bits (binary cross-entropy in base 2, summed over output bits) and bit errors
+(outputs thresholded at 0.5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from ntm_repro.tasks.base import Episode
+
+LN2 = math.log(2.0)
+
+
+def cost_nats(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
+    """Cross-entropy of sigmoid outputs in nats, summed over scored bits, mean over sequences:
+    the training loss."""
+    weight = episode.mask.unsqueeze(-1)
+    return F.binary_cross_entropy_with_logits(logits, episode.targets, weight=weight, reduction="sum") / logits.shape[0]
+
+
+def bit_errors(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
+    """Scored output bits on the wrong side of 0.5, mean over sequences (sigmoid(x) > 0.5 iff x > 0)."""
+    wrong = (logits > 0) != (episode.targets > 0.5)
+    return (wrong * episode.mask.unsqueeze(-1)).sum() / logits.shape[0]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, episodes: list[Episode]) -> dict[str, float]:
+    """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd."""
+    was_training = model.training
+    model.eval()
+    cost = errors = sequences = 0.0
+    for episode in episodes:
+        logits = model(episode.inputs)
+        size = logits.shape[0]
+        cost += float(cost_nats(logits, episode)) * size
+        errors += float(bit_errors(logits, episode)) * size
+        sequences += size
+    model.train(was_training)
+    return {"cost_bits": cost / sequences / LN2, "bit_errors": errors / sequences}

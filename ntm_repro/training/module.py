@@ -1,0 +1,90 @@
+"""The LightningModule: one optimisation step per batch of episodes, with no per-step
+logging; training metrics are averaged over each logging interval and the held-out set is
+evaluated every ``val_every_steps`` steps (and before the first step)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+
+from ntm_repro.tasks.base import Episode
+from ntm_repro.training.metrics import LN2, bit_errors, cost_nats, evaluate
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss: the run stops with status ``diverged``."""
+
+
+class SequenceLearner(pl.LightningModule):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        validation: list[Episode],
+        batch_size: int,
+        log_every_steps: int,
+        val_every_steps: int,
+    ):
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.validation = validation
+        self.batch_size = batch_size
+        self.log_every_steps = log_every_steps
+        self.val_every_steps = val_every_steps
+        self._cost = torch.zeros(())
+        self._errors = torch.zeros(())
+        self._steps = 0
+        self._start = time.monotonic()
+        self.last_metrics: dict[str, float] = {}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.model.parameters())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+    def training_step(self, batch: Episode, batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch.inputs)
+        loss = cost_nats(logits, batch)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"non-finite loss ({float(loss)}) at step {self.global_step + 1} "
+                f"({self.global_step * self.batch_size} sequences seen); try a lower optimizer.lr"
+            )
+        self._cost += loss.detach()
+        self._errors += bit_errors(logits.detach(), batch)
+        self._steps += 1
+        return loss
+
+    @property
+    def sequences_seen(self) -> int:
+        return self.global_step * self.batch_size
+
+    def on_train_start(self) -> None:
+        self._start = time.monotonic()
+        if self.global_step == 0:
+            self._log("val", evaluate(self.model, self.validation))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        step = self.global_step
+        if step % self.log_every_steps == 0 and self._steps:
+            self._log(
+                "train",
+                {"cost_bits": float(self._cost) / self._steps / LN2, "bit_errors": float(self._errors) / self._steps},
+            )
+            self._cost.zero_()
+            self._errors.zero_()
+            self._steps = 0
+        if step % self.val_every_steps == 0:
+            self._log("val", evaluate(self.model, self.validation))
+
+    def _log(self, split: str, values: dict[str, float]) -> None:
+        metrics = {"sequences": self.sequences_seen, "time_s": round(time.monotonic() - self._start, 3)}
+        metrics.update({f"{split}/{k}": v for k, v in values.items()})
+        self.last_metrics.update({f"{split}/{k}": v for k, v in values.items()})
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)

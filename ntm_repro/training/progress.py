@@ -1,0 +1,40 @@
+"""A progress bar counted in training sequences, redrawn at most once a second."""
+
+from __future__ import annotations
+
+import sys
+
+import pytorch_lightning as pl
+from tqdm import tqdm
+
+
+class SequenceProgress(pl.Callback):
+    def __init__(self, total_sequences: int, description: str):
+        self.total, self.description = total_sequences, description
+        self.bar: tqdm | None = None
+
+    def on_train_start(self, trainer, module) -> None:
+        self.bar = tqdm(
+            total=self.total,
+            initial=min(module.sequences_seen, self.total),
+            desc=self.description,
+            unit="seq",
+            mininterval=1.0,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.bar.update(module.batch_size)
+        if module.global_step % module.log_every_steps == 0:
+            metrics = module.last_metrics
+            self.bar.set_postfix(
+                {k.replace("/", " "): f"{v:.3g}" for k, v in metrics.items()}, refresh=False
+            )
+
+    def on_train_end(self, trainer, module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def on_exception(self, trainer, module, exception) -> None:
+        self.on_train_end(trainer, module)

@@ -1,0 +1,164 @@
+"""One training run, from a composed config to a filled run folder."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ntm_repro.errors import ConfigError
+from ntm_repro.models.factory import build_model, count_parameters, positive
+from ntm_repro.tasks.base import Task
+from ntm_repro.training.data import EpisodeDataModule, heldout
+from ntm_repro.training.metrics import evaluate
+from ntm_repro.training.module import SequenceLearner, TrainingDiverged
+from ntm_repro.training.progress import SequenceProgress
+from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _steps(sequences: int, batch_size: int, key: str) -> int:
+    return max(1, positive(sequences, key) // batch_size)
+
+
+def build_task(task_cfg: DictConfig) -> Task:
+    """The task of ``task_cfg`` (its ``name`` only labels runs and folders)."""
+    spec = OmegaConf.to_container(task_cfg, resolve=True)
+    spec.pop("name", None)
+    return instantiate(spec)
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, task: Task) -> list:
+    """Instantiate every entry of ``cfg.logger`` (a mapping of named loggers; empty for
+    ``logger=none``), each given the run folder."""
+    loggers = []
+    for name, spec in (cfg.get("logger") or {}).items():
+        if spec is None:
+            continue
+        extra = {"save_dir": str(run_dir)}
+        if name == "csv":
+            extra["extra_columns"] = list(getattr(task, "extra_metrics", ()))
+        loggers.append(instantiate(spec, **extra))
+    return loggers
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train ``cfg`` and write the run folder; returns the summary (also in summary.json).
+
+    Raises :class:`ConfigError` (after recording it) for configurations that cannot run.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_lightning()
+    summary: dict[str, Any] = {
+        "status": "running",
+        "reason": None,
+        "model": cfg.model.name,
+        "task": cfg.task.name,
+        "seed": cfg.seed,
+        "num_parameters": None,
+        "sequences_seen": 0,
+        "steps": 0,
+        "wall_time_s": 0.0,
+        "versions": code_version(),
+    }
+    write_config(run_dir, cfg)
+    start = time.monotonic()
+    try:
+        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+            raise ConfigError(f"seed={cfg.seed!r}: must be a non-negative integer")
+        batch_size = positive(cfg.train.batch_size, "train.batch_size")
+        max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
+        torch.set_num_threads(positive(cfg.threads, "threads"))
+        pl.seed_everything(cfg.seed, verbose=False)
+        task: Task = build_task(cfg.task)
+        model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+        summary["num_parameters"] = count_parameters(model)
+        summary["level_name"] = task.level_name
+        optimizer = instantiate(cfg.optimizer)
+        validation = heldout(task, task.train_levels, positive(cfg.train.val_batch_size, "train.val_batch_size"))
+        learner = SequenceLearner(
+            model,
+            optimizer,
+            validation,
+            batch_size=batch_size,
+            log_every_steps=_steps(cfg.train.log_every, batch_size, "train.log_every"),
+            val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
+        )
+        loggers = build_loggers(cfg, run_dir, task)
+    except Exception as error:
+        reason = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        summary.update(status="failed", reason=reason)
+        write_json(run_dir / "summary.json", summary)
+        raise
+    write_json(run_dir / "summary.json", summary)
+
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        max_steps=max_steps,
+        logger=loggers or False,
+        callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} seed {cfg.seed}")],
+        default_root_dir=str(run_dir),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=max_steps + 1,
+    )
+    datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
+    interrupted = None
+    try:
+        trainer.fit(learner, datamodule=datamodule)
+        summary["status"] = "completed"
+    except TrainingDiverged as error:
+        summary.update(status="diverged", reason=str(error))
+    except (KeyboardInterrupt, SystemExit) as error:
+        summary.update(status="interrupted", reason="interrupted by the user")
+        interrupted = error
+    except Exception as error:  # recorded in summary.json and the job log, never lost
+        summary.update(status="failed", reason=f"{type(error).__name__}: {error}")
+        log.error("training failed:\n%s", traceback.format_exc())
+
+    summary.update(
+        steps=trainer.global_step,
+        sequences_seen=trainer.global_step * batch_size,
+        wall_time_s=round(time.monotonic() - start, 2),
+    )
+    if summary["status"] in ("completed", "diverged"):
+        summary["final"] = learner.last_metrics
+        if summary["status"] == "completed":
+            summary["final"] = {f"val/{k}": v for k, v in evaluate(model, validation).items()}
+            write_generalisation(run_dir, task.level_name, generalisation_rows(model, task, cfg))
+        trainer.save_checkpoint(run_dir / "last.ckpt")
+    for logger in loggers:
+        logger.finalize(summary["status"])
+    write_json(run_dir / "summary.json", summary)
+    if interrupted is not None:
+        raise KeyboardInterrupt from interrupted
+    return summary
+
+
+def generalisation_rows(model: torch.nn.Module, task: Task, cfg: DictConfig) -> list[dict[str, Any]]:
+    """Cost and bit errors at every test level (``task`` config), fixed held-out episodes."""
+    per_level = positive(cfg.train.test_batch_size, "train.test_batch_size")
+    rows = []
+    for level, episode in zip(task.test_levels, heldout(task, task.test_levels, per_level, salt=1)):
+        metrics = evaluate(model, [episode])
+        rows.append(
+            {"level": level, "in_training_range": level in task.train_levels, "sequences": per_level, **metrics}
+        )
+    return rows
