@@ -53,7 +53,7 @@ def circular_shift(weights: torch.Tensor, shift: torch.Tensor, index: torch.Tens
     ``index`` (see :func:`shift_index`). All weight on shift +1 moves the focus one location
     forward: [0.8, 0.3, 0.1] -> [0.1, 0.8, 0.3].
     """
-    shifted = weights[..., index]  # (B, H, S, N)
+    shifted = weights.index_select(-1, index.flatten()).unflatten(-1, index.shape)  # (B, H, S, N)
     return torch.matmul(shift.unsqueeze(-2), shifted).squeeze(-2)
 
 

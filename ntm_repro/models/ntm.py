@@ -18,6 +18,7 @@ write heads also emit erase ``e = sigmoid`` and add ``a`` (unconstrained).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -27,6 +28,21 @@ from ntm_repro.memory.access import read, write
 from ntm_repro.memory.addressing import address, cosine_similarity, shift_index
 from ntm_repro.memory.init import MemoryInit
 from ntm_repro.memory.topology import BlockPlacement, Mixer, Topology
+
+#: Initial weighting logits: +INIT_FOCUS at location 0, -INIT_FOCUS elsewhere (a softmax of
+#: these puts all but ~1e-6 of the weight on location 0; learnable when learn_init_weights).
+INIT_FOCUS = 10.0
+
+
+class NTMState(NamedTuple):
+    """Everything carried from one time step to the next."""
+
+    controller: Any  # the controller's own state (None for a feedforward controller)
+    memory: torch.Tensor  # (B, K*N, W), all blocks stacked
+    norms: torch.Tensor  # (B, K*N), row norms of ``memory`` (shared by all heads' addressing)
+    write_weights: torch.Tensor  # (B, Hw, N), within each head's block
+    read_weights: torch.Tensor  # (B, Hr, N)
+    reads: torch.Tensor  # (B, Hr * W)
 
 
 @dataclass
@@ -78,7 +94,10 @@ class NTM(nn.Module):
             self.init_reads = nn.Parameter(torch.randn(self.num_read * width) * 0.01)
         else:
             self.register_buffer("init_reads", torch.zeros(self.num_read * width), persistent=False)
-        init_logits = torch.zeros(heads, locations)
+        # Every head starts focused on the first location of its block: a uniform start
+        # would never break the symmetry between identical (e.g. constant) memory rows.
+        init_logits = torch.full((heads, locations), -INIT_FOCUS)
+        init_logits[:, 0] = INIT_FOCUS
         if learn_init_weights:
             self.init_weight_logits = nn.Parameter(init_logits)
         else:
@@ -113,6 +132,7 @@ class NTM(nn.Module):
         order = torch.tensor(emitted).argsort()
         self.register_buffer("projection_order", order, persistent=False)
         self.permute_projection = not torch.equal(order, torch.arange(len(emitted)))
+        self.projection_split = [self.num_write * self.address_width, self.num_read * self.address_width, self.num_write * 2 * self.width]
         for proj in self.projections:
             nn.init.xavier_uniform_(proj.weight)
             nn.init.zeros_(proj.bias)
@@ -124,48 +144,63 @@ class NTM(nn.Module):
             flat = torch.cat([p(layer_outputs[l]) for p, l in zip(self.projections, self.feeding_layers)], dim=-1)
         return flat[:, self.projection_order] if self.permute_projection else flat
 
+    def _activate(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Raw addressing parameters (B, H, W + S + 3) -> key, beta > 0, gate in (0, 1),
+        shift distribution, gamma >= 1."""
+        key, beta, gate, shift, gamma = params.split(self.address_sizes, dim=-1)
+        return key, F.softplus(beta), torch.sigmoid(gate), torch.softmax(shift, dim=-1), 1 + F.softplus(gamma)
+
+    def initial_state(self, batch: int) -> NTMState:
+        """The state before the first step: memory init, every head on its initial
+        weighting, the initial read vectors and the controller's initial state."""
+        memory = self.memory_init(batch)
+        weights = torch.softmax(self.init_weight_logits, dim=-1).unsqueeze(0).expand(batch, -1, -1)
+        return NTMState(
+            controller=self.controller.initial_state(batch),
+            memory=memory,
+            norms=torch.linalg.vector_norm(memory, dim=-1),
+            write_weights=weights[:, : self.num_write],
+            read_weights=weights[:, self.num_write :],
+            reads=self.init_reads.unsqueeze(0).expand(batch, -1),
+        )
+
+    def step(self, x: torch.Tensor, state: NTMState, plans: list) -> tuple[torch.Tensor, NTMState]:
+        """One time step (module docstring, 1-5): returns the top controller layer's output
+        and the new state. ``plans``: :meth:`Mixer.level_plans`, built once per sequence."""
+        batch = x.shape[0]
+        hw, width = self.num_write, self.width
+        layers, controller = self.controller.step(torch.cat((x, state.reads), dim=-1), state.controller)
+        write_addressing, read_addressing, erase_add = self._project(layers).split(self.projection_split, dim=-1)
+        key_w, beta_w, gate_w, shift_w, gamma_w = self._activate(write_addressing.view(batch, hw, -1))
+        key_r, beta_r, gate_r, shift_r, gamma_r = self._activate(read_addressing.view(batch, -1, self.address_width))
+        erase, add = erase_add.view(batch, hw, 2 * width).split(width, dim=-1)
+        index = self.shift_index
+
+        similarity = self.write_place.select(cosine_similarity(key_w, state.memory, state.norms))
+        w_write = address(similarity, state.write_weights, beta_w, gate_w, shift_w, gamma_w, index)
+        memory = write(state.memory, self.write_place.spread(w_write), torch.sigmoid(erase), add)
+        memory = Mixer.mix(memory, plans)
+        norms = torch.linalg.vector_norm(memory, dim=-1)
+
+        similarity = self.read_place.select(cosine_similarity(key_r, memory, norms))
+        w_read = address(similarity, state.read_weights, beta_r, gate_r, shift_r, gamma_r, index)
+        reads = read(memory, self.read_place.spread(w_read)).reshape(batch, -1)
+        return layers[-1], NTMState(controller, memory, norms, w_write, w_read, reads)
+
     def forward(self, inputs: torch.Tensor, trace: bool = False):
         """``inputs``: (B, T, input_size) -> output logits (B, T, output_size), and a
         :class:`Trace` when ``trace`` is true."""
-        batch, steps, _ = inputs.shape
-        hw, hr, width = self.num_write, self.num_read, self.width
-        heads = hw + hr
-        memory = self.memory_init(batch)
-        norms = torch.linalg.vector_norm(memory, dim=-1)
-        init_weights = torch.softmax(self.init_weight_logits, dim=-1).unsqueeze(0).expand(batch, -1, -1)
-        w_write, w_read = init_weights[:, :hw], init_weights[:, hw:]
-        reads = self.init_reads.unsqueeze(0).expand(batch, -1)
-        state = self.controller.initial_state(batch)
+        state = self.initial_state(inputs.shape[0])
         plans = self.mixer.level_plans() if self.mixer.active else []
-        index = self.shift_index
-        tops, all_reads, write_trace, read_trace = [], [], [], []
-
-        for t in range(steps):
-            layers, state = self.controller.step(torch.cat((inputs[:, t], reads), dim=-1), state)
-            flat = self._project(layers)
-            addressing = flat[:, : heads * self.address_width].view(batch, heads, self.address_width)
-            key, beta, gate, shift, gamma = addressing.split(self.address_sizes, dim=-1)
-            beta, gate, shift, gamma = F.softplus(beta), torch.sigmoid(gate), torch.softmax(shift, -1), 1 + F.softplus(gamma)
-            erase_add = flat[:, heads * self.address_width :].view(batch, hw, 2 * width)
-
-            similarity = self.write_place.select(cosine_similarity(key[:, :hw], memory, norms))
-            w_write = address(similarity, w_write, beta[:, :hw], gate[:, :hw], shift[:, :hw], gamma[:, :hw], index)
-            erase = torch.sigmoid(erase_add[..., :width])
-            memory = write(memory, self.write_place.spread(w_write), erase, erase_add[..., width:])
-            memory = Mixer.mix(memory, plans)
-            norms = torch.linalg.vector_norm(memory, dim=-1)
-
-            similarity = self.read_place.select(cosine_similarity(key[:, hw:], memory, norms))
-            w_read = address(similarity, w_read, beta[:, hw:], gate[:, hw:], shift[:, hw:], gamma[:, hw:], index)
-            reads = read(memory, self.read_place.spread(w_read)).reshape(batch, hr * width)
-            tops.append(layers[-1])
-            all_reads.append(reads)
+        tops, reads, write_trace, read_trace = [], [], [], []
+        for t in range(inputs.shape[1]):
+            top, state = self.step(inputs[:, t], state, plans)
+            tops.append(top)
+            reads.append(state.reads)
             if trace:
-                write_trace.append(w_write)
-                read_trace.append(w_read)
-
-        features = torch.cat((torch.stack(tops, dim=1), torch.stack(all_reads, dim=1)), dim=-1)
-        logits = self.output(features)
+                write_trace.append(state.write_weights)
+                read_trace.append(state.read_weights)
+        logits = self.output(torch.cat((torch.stack(tops, dim=1), torch.stack(reads, dim=1)), dim=-1))
         if not trace:
             return logits
-        return logits, Trace(torch.stack(write_trace, 1), torch.stack(read_trace, 1), memory)
+        return logits, Trace(torch.stack(write_trace, 1), torch.stack(read_trace, 1), state.memory)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,11 +36,33 @@ def _steps(sequences: int, batch_size: int, key: str) -> int:
     return max(1, positive(sequences, key) // batch_size)
 
 
+def instantiate_checked(spec: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, re-raising our own ConfigError rather than Hydra's wrapper."""
+    try:
+        return instantiate(spec, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+
+
 def build_task(task_cfg: DictConfig) -> Task:
     """The task of ``task_cfg`` (its ``name`` only labels runs and folders)."""
     spec = OmegaConf.to_container(task_cfg, resolve=True)
     spec.pop("name", None)
-    return instantiate(spec)
+    return instantiate_checked(spec)
+
+
+def build_optimizer(optimizer_cfg: DictConfig):
+    """The optimizer factory (a partial taking parameters), tried once on a dummy parameter
+    so that an impossible setting (e.g. a negative lr) fails before training."""
+    factory = instantiate_checked(optimizer_cfg)
+    try:
+        factory([torch.zeros(1, requires_grad=True)])
+    except (ValueError, TypeError) as error:
+        message = f"optimizer settings rejected by {optimizer_cfg._target_}: {error}"
+        raise ConfigError(message.replace("\n", " ")) from None
+    return factory
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, task: Task) -> list:
@@ -52,7 +75,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, task: Task) -> list:
         extra = {"save_dir": str(run_dir)}
         if name == "csv":
             extra["extra_columns"] = list(getattr(task, "extra_metrics", ()))
-        loggers.append(instantiate(spec, **extra))
+        loggers.append(instantiate_checked(spec, **extra))
     return loggers
 
 
@@ -88,7 +111,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
         summary["num_parameters"] = count_parameters(model)
         summary["level_name"] = task.level_name
-        optimizer = instantiate(cfg.optimizer)
+        optimizer = build_optimizer(cfg.optimizer)
         validation = heldout(task, task.train_levels, positive(cfg.train.val_batch_size, "train.val_batch_size"))
         learner = SequenceLearner(
             model,

@@ -1,0 +1,87 @@
+"""Training throughput benchmark: sequences per second of a full optimisation step
+(forward, backward, element-wise clipping, optimiser) on fixed-length episodes.
+
+    python -m ntm_repro.bench                       # LSTM-NTM, copy length 20, batch 1 and 32
+    python -m ntm_repro.bench --models ntm lstm --batch-sizes 1 8 32 --threads 1 2 --csv out.csv
+
+Figures are printed, never asserted: timings belong here, not in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from ntm_repro.models.factory import build_model
+from ntm_repro.training.metrics import cost_nats
+from ntm_repro.training.run import build_task
+
+
+def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
+        return compose("config", overrides=[f"model={model}", f"task={task}", f"controller={controller}", *overrides])
+
+
+def train_rate(cfg: DictConfig, batch_size: int, level: int, seconds: float, warmup: int = 3) -> float:
+    """Training sequences per second at one task level (e.g. copy length)."""
+    torch.manual_seed(0)
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+    episode = task.episode(batch_size, level, torch.Generator().manual_seed(0))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        cost_nats(model(episode.inputs), episode).backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), 10.0)
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ntm_repro.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["ntm"])
+    parser.add_argument("--task", default="copy")
+    parser.add_argument("--controller", default="lstm")
+    parser.add_argument("--level", type=int, default=20, help="task level, e.g. copy length (default 20)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1])
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
+    parser.add_argument("--csv", help="also write the figures to this CSV file")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.memory.locations=64")
+    args = parser.parse_args(argv)
+
+    rows = []
+    print(f"{'model':<8}{'task':<8}{'level':>6}{'batch':>7}{'threads':>9}{'train seq/s':>14}")
+    for model in args.models:
+        cfg = load_config(model, args.task, args.controller, args.overrides)
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for batch in args.batch_sizes:
+                rate = train_rate(cfg, batch, args.level, args.seconds)
+                row = dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads, train_seq_per_s=round(rate, 2))
+                rows.append(row)
+                print(f"{model:<8}{args.task:<8}{args.level:>6}{batch:>7}{threads:>9}{rate:>14.1f}", flush=True)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

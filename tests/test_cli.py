@@ -1,0 +1,67 @@
+"""End to end: the installed ``ntm-repro`` command in a subprocess, outside the checkout."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+
+NTM_REPRO = shutil.which("ntm-repro")
+pytestmark = pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed (pip install -e .)")
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([NTM_REPRO, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def summaries(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*/summary.json"))]
+
+
+def test_single_run(tmp_path):
+    result = run_cli(tmp_path, *TINY, "seed=0")
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "multirun" / "single").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["seed"] == 0
+    for name in ("config.yaml", "metrics.csv", "generalisation.csv", "last.ckpt", ".hydra/overrides.yaml"):
+        assert (run / name).exists(), name
+    assert f"{run}: completed" in result.stderr
+
+
+def test_sweep_over_models_and_a_seed_range(tmp_path):
+    result = run_cli(tmp_path, "-m", "model=ntm,lstm", "seed=0-2", *TINY, "train.sequences=64")
+    assert result.returncode == 0, result.stderr
+    (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.name != "single"]
+    runs = summaries(sweep)
+    assert len(runs) == 6
+    assert all(r["status"] == "completed" and r["sequences_seen"] == 64 for r in runs)
+    assert sorted((r["model"], r["seed"]) for r in runs) == sorted((m, s) for m in ("ntm", "lstm") for s in range(3))
+
+
+def test_unknown_group_option_is_one_line_before_any_work(tmp_path):
+    result = run_cli(tmp_path, "model=transformer")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "ntm-repro: error: model=transformer: 'transformer' is not a model option; choose one of lstm, ntm"
+    ]
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_impossible_size_is_one_line_and_recorded(tmp_path):
+    result = run_cli(tmp_path, *TINY, "controller.layers=0")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ntm-repro: error:")]
+    assert errors == ["ntm-repro: error: controller.layers=0: must be a positive integer"]
+    assert "Traceback" not in result.stderr
+    (run,) = (tmp_path / "multirun" / "single").iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "ntm_repro.bench", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "sequences per second" in result.stdout

@@ -1,0 +1,74 @@
+"""In-process training runs on tiny configs: the run folder, determinism, divergence."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from ntm_repro.errors import ConfigError
+from ntm_repro.training.run import train
+
+
+def test_run_folder_contract(compose_cfg, tmp_path):
+    summary = train(compose_cfg(), tmp_path)
+    assert summary["status"] == "completed"
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary, default=str))
+    assert summary["sequences_seen"] == 96 and summary["steps"] == 12
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "last.ckpt").exists()
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert set(metrics.split) == {"train", "val"}
+    assert metrics.loc[metrics.split == "val", "sequences"].tolist() == [0, 32, 64, 96]
+    assert metrics.loc[metrics.split == "train", "sequences"].tolist() == [16, 32, 48, 64, 80, 96]
+    general = pd.read_csv(tmp_path / "generalisation.csv")
+    assert general.level.tolist() == [2, 6]
+    assert general.in_training_range.tolist() == [True, False]
+    assert (general.bit_errors >= 0).all() and (general.cost_bits > 0).all()
+
+
+@pytest.mark.parametrize("model", ["ntm", "lstm"])
+def test_same_seed_same_loss_curve(compose_cfg, tmp_path, model):
+    curves = []
+    for name in ("a", "b"):
+        train(compose_cfg(f"model={model}", "seed=3"), tmp_path / name)
+        curves.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns="time_s"))
+    pd.testing.assert_frame_equal(curves[0], curves[1])
+
+
+def test_different_seeds_differ(compose_cfg, tmp_path):
+    costs = []
+    for seed in (0, 1):
+        train(compose_cfg(f"seed={seed}"), tmp_path / str(seed))
+        costs.append(pd.read_csv(tmp_path / str(seed) / "metrics.csv").cost_bits.tolist())
+    assert costs[0] != costs[1]
+
+
+def test_non_finite_loss_stops_as_diverged_keeping_metrics(compose_cfg, tmp_path):
+    summary = train(compose_cfg("optimizer.lr=1e30", "train.sequences=400"), tmp_path)
+    assert summary["status"] == "diverged"
+    assert "non-finite loss" in summary["reason"]
+    assert summary["sequences_seen"] < 400
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) >= 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.memory.locations=0", "model.memory.locations=0: must be a positive integer"),
+        ("controller.size=-3", "controller.size=-3: must be a positive integer"),
+        ("model.shifts=[-20,0,20]", "wider than the memory"),
+        ("task.min_length=5", "task.min_length=5 > task.max_length=4: the range is empty"),
+        ("train.batch_size=0", "train.batch_size=0: must be a positive integer"),
+        ("model.memory.init=zeros", "model.memory.init='zeros': unknown; choose one of constant, learned, random"),
+    ],
+)
+def test_bad_config_fails_before_training_with_one_line(compose_cfg, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as caught:
+        train(compose_cfg(override), tmp_path)
+    assert "\n" not in str(caught.value)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and message in summary["reason"]
+
+
+def test_impossible_optimizer_setting_fails_before_training(compose_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="optimizer settings rejected by torch.optim.Adam: Invalid learning rate: -1"):
+        train(compose_cfg("optimizer.lr=-1"), tmp_path)
