@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def _job(cfg: DictConfig) -> None:
         _fail(str(error))
         if hydra_cfg.mode != RunMode.MULTIRUN:
             sys.exit(2)
+        _unsuccessful.append(str(run_dir))
+        return
+    except Exception as error:  # a bug or a broken environment: one line here, the traceback in the job log
+        logging.getLogger(__name__).exception("run failed")
+        _fail(f"{type(error).__name__}: {error} (traceback in {run_dir}/{hydra_cfg.job.name}.log)")
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(1)
         _unsuccessful.append(str(run_dir))
         return
     line = f"{run_dir}: {summary['status']}"

@@ -65,3 +65,17 @@ def test_impossible_size_is_one_line_and_recorded(tmp_path):
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "ntm_repro.bench", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "sequences per second" in result.stdout
+
+
+def test_headline_structured_sweep_on_recall(tmp_path):
+    """ntm-repro -m model=ntm,ntm1,ntm2,ntm3 task=recall seed=0-4, shrunk: 20 completed runs."""
+    small = ["train.sequences=8", "train.batch_size=4", "train.val_batch_size=1", "train.test_batch_size=1",
+             "task.test_items=[3]", "++model.memory.locations=12", "++model.memory.width=5", "controller.size=8"]
+    result = run_cli(tmp_path, "-m", "model=ntm,ntm1,ntm2,ntm3", "task=recall", "seed=0-4", *small)
+    assert result.returncode == 0, result.stderr
+    (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.name != "single"]
+    runs = summaries(sweep)
+    assert len(runs) == 20 and all(r["status"] == "completed" and r["task"] == "recall" for r in runs)
+    assert sorted((r["model"], r["seed"]) for r in runs) == sorted(
+        (m, s) for m in ("ntm", "ntm1", "ntm2", "ntm3") for s in range(5)
+    )

@@ -74,25 +74,22 @@ def gradcheck_model(model: nn.Module, inputs: torch.Tensor, fast: bool = False) 
 # --------------------------------------------------------------------------------------
 
 
-def test_gradcheck_lstm_ntm():
-    # memory 6 x 4 (constant init), LSTM controller of 5, 1 read + 1 write head, 3 steps, batch 2
+@pytest.mark.parametrize(
+    "init, controller",
+    [("constant", lstm_cfg(5)), ("learned", ff_cfg(5))],
+    ids=["lstm_ntm_constant_memory", "feedforward_ntm_learned_memory"],
+)
+def test_gradcheck_ntm(init, controller):
+    # memory 6 x 4, controller of 5 units, 1 read + 1 write head, 3 steps, batch 2
     torch.manual_seed(0)
-    model = build_model(ntm_cfg(6, 4, init="constant"), lstm_cfg(5), input_size=3, output_size=3).double()
-    x = torch.rand(2, 3, 3, dtype=torch.float64)
-    gradcheck_model(model, x)
+    model = build_model(ntm_cfg(6, 4, init=init), controller, input_size=3, output_size=3).double()
+    gradcheck_model(model, torch.rand(2, 3, 3, dtype=torch.float64))
 
 
 def test_gradcheck_lstm_ntm_random_memory_two_heads():
     torch.manual_seed(4)
     model = build_model(ntm_cfg(5, 3, heads=2, init="random"), lstm_cfg(4), input_size=2, output_size=2).double()
     gradcheck_model(model, torch.rand(2, 3, 2, dtype=torch.float64), fast=True)
-
-
-def test_gradcheck_feedforward_ntm():
-    torch.manual_seed(1)
-    model = build_model(ntm_cfg(6, 4, init="learned"), ff_cfg(5), input_size=3, output_size=3).double()
-    x = torch.rand(2, 3, 3, dtype=torch.float64)
-    gradcheck_model(model, x)
 
 
 def test_gradcheck_two_block_ntm_with_learned_mixing():

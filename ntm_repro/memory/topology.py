@@ -142,11 +142,11 @@ class Mixer(nn.Module):
         self.sources = dict(topology.mix_sources)
         mixed = sorted(self.sources)
         self.mixed = mixed
-        init = torch.tensor([[a, b]] * len(mixed), dtype=torch.float32).reshape(len(mixed), 2)
+        init = torch.tensor([[a, b]] * len(mixed), dtype=torch.float32) if mixed else None
         if learnable and mixed:
             self.coefficients = nn.Parameter(init)
         else:
-            self.register_buffer("coefficients", init)
+            self.register_buffer("coefficients", init)  # None (no state at all) without mixing
 
     @property
     def active(self) -> bool:

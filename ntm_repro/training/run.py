@@ -6,6 +6,7 @@ import logging
 import math
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 
 
 def _quiet_lightning() -> None:
+    """Lightning's start-up banners and its own deprecation notices say nothing about the run."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"pytorch_lightning\.utilities\._pytree")
 
 
 def _steps(sequences: int, batch_size: int, key: str) -> int:
