@@ -3,6 +3,10 @@
 
     python -m ntm_repro.bench                       # LSTM-NTM, copy length 20, batch 1 and 32
     python -m ntm_repro.bench --models ntm lstm --batch-sizes 1 8 32 --threads 1 2 --csv out.csv
+    python -m ntm_repro.bench --models ntm ntm1 ntm2 ntm3 --task recall --level 6 --repeat 3
+
+"vs first" is each model's time per sequence relative to the first model listed (same
+batch size and threads), the ratio to compare on a noisy machine.
 
 Figures are printed, never asserted: timings belong here, not in tests.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 import time
 
@@ -60,21 +65,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
+    parser.add_argument("--repeat", type=int, default=1, help="timed rounds per configuration (median reported)")
     parser.add_argument("--csv", help="also write the figures to this CSV file")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.memory.locations=64")
     args = parser.parse_args(argv)
 
-    rows = []
-    print(f"{'model':<8}{'task':<8}{'level':>6}{'batch':>7}{'threads':>9}{'train seq/s':>14}")
-    for model in args.models:
-        cfg = load_config(model, args.task, args.controller, args.overrides)
-        for threads in args.threads:
+    configs = [(model, threads, batch) for model in args.models for threads in args.threads for batch in args.batch_sizes]
+    cfgs = {model: load_config(model, args.task, args.controller, args.overrides) for model in args.models}
+    rates: dict[tuple, list[float]] = {c: [] for c in configs}
+    for _ in range(args.repeat):  # round robin, so that a noisy machine disturbs every figure alike
+        for model, threads, batch in configs:
             torch.set_num_threads(threads)
-            for batch in args.batch_sizes:
-                rate = train_rate(cfg, batch, args.level, args.seconds)
-                row = dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads, train_seq_per_s=round(rate, 2))
-                rows.append(row)
-                print(f"{model:<8}{args.task:<8}{args.level:>6}{batch:>7}{threads:>9}{rate:>14.1f}", flush=True)
+            rates[(model, threads, batch)].append(train_rate(cfgs[model], batch, args.level, args.seconds))
+    rows = []
+    print(f"{'model':<12}{'task':<8}{'level':>6}{'batch':>7}{'threads':>9}{'train seq/s':>14}{'vs first':>10}")
+    for model, threads, batch in configs:
+        rate = statistics.median(rates[(model, threads, batch)])
+        first = statistics.median(rates[(args.models[0], threads, batch)])
+        rows.append(dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads,
+                         train_seq_per_s=round(rate, 2), time_vs_first_model=round(first / rate, 3)))
+        print(f"{model:<12}{args.task:<8}{args.level:>6}{batch:>7}{threads:>9}{rate:>14.1f}{first / rate:>9.2f}x")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

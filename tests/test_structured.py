@@ -69,8 +69,8 @@ def test_mixing_follows_the_writes(compose_cfg):
         state = state._replace(norms=torch.linalg.vector_norm(state.memory, dim=-1))
         _, new = ntm1.step(torch.rand(2, 8, dtype=torch.float64), state, ntm1.mixer.level_plans())
     a, b = ntm1.mixer.coefficients[0].tolist()  # 0.3 and 0.6 as stored (float32, then float64)
-    mc_before, mh_before = state.memory[:, :N], state.memory[:, N:]
-    mc_after, mh_after = new.memory[:, :N], new.memory[:, N:]
+    mc_before, mh_before = state.memory[:, 0], state.memory[:, 1]
+    mc_after, mh_after = new.memory[:, 0], new.memory[:, 1]
     assert not torch.allclose(mc_after, mc_before)  # the write changed Mc
     torch.testing.assert_close(mh_after, a * mh_before + b * mc_after, rtol=0, atol=1e-12)
     assert not torch.allclose(mh_after, a * mh_before + b * mc_before)

@@ -192,9 +192,9 @@ def test_mixer_two_blocks_by_hand():
     top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
     mixer = Mixer(top, a=0.25, b=2.0, learnable=False)
     assert mixer.active
-    memory = torch.tensor([[[1.0], [2.0], [10.0], [20.0]]])
-    out = Mixer.mix(memory, mixer.level_plans())
-    assert torch.equal(out, torch.tensor([[[1.0], [2.0], [4.5], [9.0]]]))
+    blocks = [torch.tensor([[[1.0], [2.0]]]), torch.tensor([[[10.0], [20.0]]])]
+    out = Mixer.mix(blocks, mixer.level_plans())
+    assert torch.equal(torch.cat(out, 1), torch.tensor([[[1.0], [2.0], [4.5], [9.0]]]))
 
 
 def test_mixer_chain_uses_the_final_source():
@@ -203,8 +203,8 @@ def test_mixer_chain_uses_the_final_source():
     #   level 2: C = 0.5 * 100 + 2 * 7 = 64   (with the stale B = 10 it would be 70)
     top = topo(["A", "B", "C"], [{"block": "A"}], ["C"], {"C": "B", "B": "A"})
     mixer = Mixer(top, a=0.5, b=2.0, learnable=False)
-    out = Mixer.mix(torch.tensor([[[1.0], [10.0], [100.0]]]), mixer.level_plans())
-    assert torch.equal(out, torch.tensor([[[1.0], [7.0], [64.0]]]))
+    out = Mixer.mix([torch.tensor([[[v]]]) for v in (1.0, 10.0, 100.0)], mixer.level_plans())
+    assert torch.equal(torch.cat(out, 1), torch.tensor([[[1.0], [7.0], [64.0]]]))
 
 
 def test_mixer_batch_and_width():
@@ -212,8 +212,8 @@ def test_mixer_batch_and_width():
     top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
     plans = Mixer(top, a=1.0, b=-1.0, learnable=False).level_plans()
     memory = torch.tensor([[[1.0, 2.0], [5.0, 5.0]], [[0.0, 1.0], [3.0, 4.0]]])  # N = 1 per block
-    out = Mixer.mix(memory, plans)
-    assert torch.equal(out, torch.tensor([[[1.0, 2.0], [4.0, 3.0]], [[0.0, 1.0], [3.0, 3.0]]]))
+    out = Mixer.mix(list(memory.split(1, dim=1)), plans)
+    assert torch.equal(torch.cat(out, 1), torch.tensor([[[1.0, 2.0], [4.0, 3.0]], [[0.0, 1.0], [3.0, 3.0]]]))
 
 
 def test_mixer_learnable_coefficients_are_parameters():
@@ -224,8 +224,8 @@ def test_mixer_learnable_coefficients_are_parameters():
     fixed = Mixer(top, a=0.3, b=0.7, learnable=False)
     assert list(fixed.parameters()) == []
     # gradient reaches a and b: d/da sum(a M2 + b M1) = sum M2, d/db = sum M1
-    memory = torch.tensor([[[1.0], [2.0], [10.0], [20.0]]])
-    Mixer.mix(memory, learnable.level_plans()).sum().backward()
+    blocks = [torch.tensor([[[1.0], [2.0]]]), torch.tensor([[[10.0], [20.0]]])]
+    sum(b.sum() for b in Mixer.mix(blocks, learnable.level_plans())).backward()
     torch.testing.assert_close(learnable.coefficients.grad, torch.tensor([[30.0, 3.0]]))
 
 
@@ -234,5 +234,5 @@ def test_mixer_without_mixing_is_identity():
     mixer = Mixer(top, a=0.5, b=0.5, learnable=True)
     assert not mixer.active
     assert list(mixer.parameters()) == []
-    memory = torch.rand(2, 4, 3)
-    assert Mixer.mix(memory, mixer.level_plans()) is memory
+    blocks = [torch.rand(2, 4, 3)]
+    assert Mixer.mix(blocks, mixer.level_plans()) is blocks

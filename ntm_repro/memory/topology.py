@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ntm_repro.errors import ConfigError
+from ntm_repro.memory.access import read, write
+from ntm_repro.memory.addressing import cosine_similarity
 
 
 @dataclass(frozen=True)
@@ -103,17 +105,27 @@ def _mix_levels(blocks: Sequence[str], sources: Mapping[int, int]) -> tuple[tupl
 
 
 class BlockPlacement:
-    """Maps heads onto their blocks inside the stacked memory (B, blocks x N, W).
+    """Maps a group of heads (all write heads, or all read heads) onto their blocks of the
+    stacked memory (B, K, N, W), choosing the cheapest exact form:
 
-    With one block both maps are the identity and cost nothing.
+    - ``single``: every head on one block: work on that block's view only;
+    - ``diagonal``: head i on block i (one head per block): blocks become batch entries;
+    - ``general``: anything else: weightings spread over all K*N locations, zero outside
+      each head's block.
     """
 
     def __init__(self, head_blocks: Sequence[int], num_blocks: int, locations: int):
         self.num_blocks = num_blocks
         self.locations = locations
-        self.heads = torch.arange(len(head_blocks))
         self.head_blocks = torch.tensor(list(head_blocks), dtype=torch.long)
+        self.heads = torch.arange(len(head_blocks))
         self.one_hot = nn.functional.one_hot(self.head_blocks, num_blocks).float().unsqueeze(-1)  # (H, K, 1)
+        if len(set(head_blocks)) == 1:
+            self.kind, self.block = "single", int(head_blocks[0])
+        elif list(head_blocks) == list(range(num_blocks)):
+            self.kind, self.block = "diagonal", None
+        else:
+            self.kind, self.block = "general", None
 
     def select(self, per_location: torch.Tensor) -> torch.Tensor:
         """(B, H, K*N) values over the whole memory -> (B, H, N) over each head's block."""
@@ -129,6 +141,40 @@ class BlockPlacement:
         b, h, n = weights.shape
         return (weights.unsqueeze(2) * self.one_hot.to(weights)).view(b, h, self.num_blocks * n)
 
+    def similarity(self, keys: torch.Tensor, memory: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of each head's key with every row of its block: (B, H, N).
+        ``memory`` (B, K, N, W), ``norms`` (B, K, N)."""
+        if self.kind == "single":
+            return cosine_similarity(keys, memory[:, self.block], norms[:, self.block])
+        b, k, n, w = memory.shape
+        if self.kind == "diagonal":
+            sim = cosine_similarity(keys.reshape(b * k, 1, w), memory.reshape(b * k, n, w), norms.reshape(b * k, n))
+            return sim.view(b, k, n)
+        return self.select(cosine_similarity(keys, memory.reshape(b, k * n, w), norms.reshape(b, k * n)))
+
+    def read(self, memory: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Each head's read of its block (eq. 2): (B, H, W)."""
+        if self.kind == "single":
+            return read(memory[:, self.block], weights)
+        b, k, n, w = memory.shape
+        if self.kind == "diagonal":
+            return read(memory.reshape(b * k, n, w), weights.reshape(b * k, 1, n)).view(b, k, w)
+        return read(memory.reshape(b, k * n, w), self.spread(weights))
+
+    def write(self, memory: torch.Tensor, weights: torch.Tensor, erase: torch.Tensor, add: torch.Tensor) -> list[torch.Tensor]:
+        """Erase then add (eqs. 3-4), each head on its block. Returns the K blocks (B, N, W)
+        after the write (unwritten blocks as views of ``memory``)."""
+        b, k, n, w = memory.shape
+        if self.kind == "single":
+            blocks = list(memory.unbind(1)) if k > 1 else [None]
+            blocks[self.block] = write(memory[:, self.block], weights, erase, add)
+            return blocks
+        if self.kind == "diagonal":
+            flat = write(memory.reshape(b * k, n, w), weights.reshape(b * k, 1, n), erase.reshape(b * k, 1, w), add.reshape(b * k, 1, w))
+        else:
+            flat = write(memory.reshape(b, k * n, w), self.spread(weights), erase, add)
+        return list(flat.view(b, k, n, w).unbind(1))
+
 
 class Mixer(nn.Module):
     """``block <- a * block + b * source`` for every mixed block, applied after the writes
@@ -137,13 +183,11 @@ class Mixer(nn.Module):
 
     def __init__(self, topology: Topology, a: float, b: float, learnable: bool):
         super().__init__()
-        self.num_blocks = len(topology.blocks)
         self.levels = topology.mix_levels
         self.sources = dict(topology.mix_sources)
-        mixed = sorted(self.sources)
-        self.mixed = mixed
-        init = torch.tensor([[a, b]] * len(mixed), dtype=torch.float32) if mixed else None
-        if learnable and mixed:
+        self.mixed = sorted(self.sources)
+        init = torch.tensor([[a, b]] * len(self.mixed), dtype=torch.float32) if self.mixed else None
+        if learnable and self.mixed:
             self.coefficients = nn.Parameter(init)
         else:
             self.register_buffer("coefficients", init)  # None (no state at all) without mixing
@@ -152,34 +196,22 @@ class Mixer(nn.Module):
     def active(self) -> bool:
         return bool(self.mixed)
 
-    def level_plans(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per level: (source index (K,), a (K, 1, 1), b (K, 1, 1)), identity for blocks not
-        mixed at that level. Built once per sequence, not per step."""
-        plans = []
-        for level in self.levels:
-            source = list(range(self.num_blocks))
-            a_rows, b_rows = [], []
-            for block in range(self.num_blocks):
-                if block in level:
-                    row = self.coefficients[self.mixed.index(block)]
-                    source[block] = self.sources[block]
-                    a_rows.append(row[0])
-                    b_rows.append(row[1])
-                else:
-                    a_rows.append(self.coefficients.new_ones(()))
-                    b_rows.append(self.coefficients.new_zeros(()))
-            plans.append(
-                (torch.tensor(source), torch.stack(a_rows).view(-1, 1, 1), torch.stack(b_rows).view(-1, 1, 1))
-            )
-        return plans
+    def level_plans(self) -> list[list[tuple[int, int, torch.Tensor, torch.Tensor]]]:
+        """Per level, (block, source, a, b) of each block mixed at that level. Built once per
+        sequence, not per step."""
+        return [
+            [(block, self.sources[block], *self.coefficients[self.mixed.index(block)].unbind()) for block in level]
+            for level in self.levels
+        ]
 
     @staticmethod
-    def mix(memory: torch.Tensor, plans: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Mix a stacked memory (B, K*N, W) by the plans of :meth:`level_plans`."""
+    def mix(blocks: list[torch.Tensor], plans: list) -> list[torch.Tensor]:
+        """Mix a list of blocks (B, N, W) by the plans of :meth:`level_plans`; sources are
+        final before any block mixes from them (levels run in order)."""
         if not plans:
-            return memory
-        b, locations, width = memory.shape
-        blocks = memory.view(b, plans[0][0].numel(), -1, width)
-        for source, a, coef_b in plans:
-            blocks = torch.addcmul(a * blocks, coef_b, blocks[:, source])
-        return blocks.reshape(b, locations, width)
+            return blocks
+        blocks = list(blocks)
+        for level in plans:
+            for block, source, a, b in level:
+                blocks[block] = torch.addcmul(a * blocks[block], b, blocks[source])
+        return blocks

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ntm_repro.memory.access import read, write
-from ntm_repro.memory.addressing import address, cosine_similarity, shift_index
+from ntm_repro.memory.addressing import address, shift_index
 from ntm_repro.memory.init import MemoryInit
 from ntm_repro.memory.topology import BlockPlacement, Mixer, Topology
 
@@ -38,8 +37,8 @@ class NTMState(NamedTuple):
     """Everything carried from one time step to the next."""
 
     controller: Any  # the controller's own state (None for a feedforward controller)
-    memory: torch.Tensor  # (B, K*N, W), all blocks stacked
-    norms: torch.Tensor  # (B, K*N), row norms of ``memory`` (shared by all heads' addressing)
+    memory: torch.Tensor  # (B, K, N, W), all blocks stacked
+    norms: torch.Tensor  # (B, K, N), row norms of ``memory`` (shared by all heads' addressing)
     write_weights: torch.Tensor  # (B, Hw, N), within each head's block
     read_weights: torch.Tensor  # (B, Hr, N)
     reads: torch.Tensor  # (B, Hr * W)
@@ -48,7 +47,8 @@ class NTMState(NamedTuple):
 @dataclass
 class Trace:
     """What a forward pass did, for attention plots: weightings per step within each head's
-    block, (B, T, H, N), and the memory after the last step, (B, K*N, W)."""
+    block, (B, T, H, N), and the memory after the last step, blocks stacked along the
+    locations, (B, K*N, W)."""
 
     write_weights: torch.Tensor
     read_weights: torch.Tensor
@@ -76,6 +76,7 @@ class NTM(nn.Module):
         self.controller = controller
         self.topology = topology
         self.locations, self.width = locations, width
+        self.num_blocks = len(topology.blocks)
         self.num_write = len(topology.write_blocks)
         self.num_read = len(topology.read_blocks)
         heads = self.num_write + self.num_read
@@ -153,7 +154,7 @@ class NTM(nn.Module):
     def initial_state(self, batch: int) -> NTMState:
         """The state before the first step: memory init, every head on its initial
         weighting, the initial read vectors and the controller's initial state."""
-        memory = self.memory_init(batch)
+        memory = self.memory_init(batch).view(batch, self.num_blocks, self.locations, self.width)
         weights = torch.softmax(self.init_weight_logits, dim=-1).unsqueeze(0).expand(batch, -1, -1)
         return NTMState(
             controller=self.controller.initial_state(batch),
@@ -176,15 +177,15 @@ class NTM(nn.Module):
         erase, add = erase_add.view(batch, hw, 2 * width).split(width, dim=-1)
         index = self.shift_index
 
-        similarity = self.write_place.select(cosine_similarity(key_w, state.memory, state.norms))
+        similarity = self.write_place.similarity(key_w, state.memory, state.norms)
         w_write = address(similarity, state.write_weights, beta_w, gate_w, shift_w, gamma_w, index)
-        memory = write(state.memory, self.write_place.spread(w_write), torch.sigmoid(erase), add)
-        memory = Mixer.mix(memory, plans)
+        blocks = Mixer.mix(self.write_place.write(state.memory, w_write, torch.sigmoid(erase), add), plans)
+        memory = torch.stack(blocks, dim=1) if len(blocks) > 1 else blocks[0].unsqueeze(1)
         norms = torch.linalg.vector_norm(memory, dim=-1)
 
-        similarity = self.read_place.select(cosine_similarity(key_r, memory, norms))
+        similarity = self.read_place.similarity(key_r, memory, norms)
         w_read = address(similarity, state.read_weights, beta_r, gate_r, shift_r, gamma_r, index)
-        reads = read(memory, self.read_place.spread(w_read)).reshape(batch, -1)
+        reads = self.read_place.read(memory, w_read).reshape(batch, -1)
         return layers[-1], NTMState(controller, memory, norms, w_write, w_read, reads)
 
     def forward(self, inputs: torch.Tensor, trace: bool = False):
@@ -203,4 +204,5 @@ class NTM(nn.Module):
         logits = self.output(torch.cat((torch.stack(tops, dim=1), torch.stack(reads, dim=1)), dim=-1))
         if not trace:
             return logits
-        return logits, Trace(torch.stack(write_trace, 1), torch.stack(read_trace, 1), state.memory)
+        memory = state.memory.reshape(inputs.shape[0], -1, self.width)
+        return logits, Trace(torch.stack(write_trace, 1), torch.stack(read_trace, 1), memory)

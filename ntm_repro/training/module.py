@@ -50,12 +50,13 @@ class SequenceLearner(pl.LightningModule):
     def training_step(self, batch: Episode, batch_idx: int) -> torch.Tensor:
         logits = self.model(batch.inputs)
         loss = cost_nats(logits, batch)
-        if not torch.isfinite(loss):
+        loss_value = loss.detach()
+        if not torch.isfinite(loss_value):
             raise TrainingDiverged(
-                f"non-finite loss ({float(loss)}) at step {self.global_step + 1} "
+                f"non-finite loss ({loss_value.item()}) at step {self.global_step + 1} "
                 f"({self.global_step * self.batch_size} sequences seen); try a lower optimizer.lr"
             )
-        self._cost += loss.detach()
+        self._cost += loss_value
         self._errors += bit_errors(logits.detach(), batch)
         self._steps += 1
         return loss
