@@ -72,3 +72,18 @@ def test_bad_config_fails_before_training_with_one_line(compose_cfg, tmp_path, o
 def test_impossible_optimizer_setting_fails_before_training(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match="optimizer settings rejected by torch.optim.Adam: Invalid learning rate: -1"):
         train(compose_cfg("optimizer.lr=-1"), tmp_path)
+
+
+def test_logger_none_writes_no_metrics_but_keeps_the_summary(compose_cfg, tmp_path):
+    summary = train(compose_cfg("logger=none"), tmp_path)
+    assert summary["status"] == "completed" and "val/bit_errors" in summary["final"]
+    assert not (tmp_path / "metrics.csv").exists()
+    assert (tmp_path / "generalisation.csv").exists()
+
+
+def test_recall_and_structured_models_train(compose_cfg, tmp_path):
+    cfg = compose_cfg("task=recall", "model=ntm3", "task.test_items=[3,7]", "train.sequences=32", tiny=False)
+    cfg.train.batch_size, cfg.train.val_batch_size, cfg.train.test_batch_size = 8, 2, 2
+    summary = train(cfg, tmp_path)
+    assert summary["status"] == "completed" and summary["level_name"] == "items"
+    assert pd.read_csv(tmp_path / "generalisation.csv").level.tolist() == [3, 7]
