@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ntm_repro.cli_args import check_group_options, composed_int_keys, expand_ranges
+from ntm_repro.cli_args import check_group_options, check_keys, compose_for_checks, expand_ranges, int_keys_of
 from ntm_repro.errors import ConfigError
 
 _unsuccessful: list[str] = []
@@ -39,9 +38,8 @@ def _job(cfg: DictConfig) -> None:
             sys.exit(2)
         _unsuccessful.append(str(run_dir))
         return
-    except Exception as error:  # a bug or a broken environment: one line here, the traceback in the job log
-        logging.getLogger(__name__).exception("run failed")
-        _fail(f"{type(error).__name__}: {error} (traceback in {run_dir}/{hydra_cfg.job.name}.log)")
+    except Exception as error:  # a bug or a broken environment: one line here, the traceback in the run folder
+        _fail(f"{type(error).__name__}: {error} (traceback in {run_dir}/traceback.txt)")
         if hydra_cfg.mode != RunMode.MULTIRUN:
             sys.exit(1)
         _unsuccessful.append(str(run_dir))
@@ -61,7 +59,9 @@ def main() -> None:
     argv = sys.argv[1:]
     try:
         check_group_options(argv)
-        argv = expand_ranges(argv, composed_int_keys(argv))
+        cfg = compose_for_checks(argv)
+        check_keys(argv, cfg)
+        argv = expand_ranges(argv, int_keys_of(cfg))
     except ConfigError as error:
         _fail(str(error))
         sys.exit(2)

@@ -4,14 +4,18 @@
   only for keys whose composed value is an integer; anything else (a date-like string,
   a string key) is left alone.
 - Config-group options: ``model=foo`` for an option that does not exist fails with one
-  line listing the options, instead of Hydra's multi-line error.
+  line listing the options, instead of Hydra's multi-line error; so does a key that the
+  config does not have (``train.sequence=10``), with the nearest keys suggested.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from importlib import resources
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
+
+from omegaconf import DictConfig, OmegaConf
 
 from ntm_repro.errors import ConfigError
 
@@ -59,7 +63,9 @@ def check_group_options(argv: list[str], groups: dict[str, list[str]] | None = N
 
 
 def expand_ranges(argv: list[str], is_int_key: Callable[[str], bool]) -> list[str]:
-    """Rewrite ``KEY=A-B`` items (A <= B, non-negative) into comma lists for integer keys."""
+    """Rewrite ``KEY=A-B`` items (A <= B, non-negative) into comma lists for integer keys.
+    A range is a sweep: without ``-m`` it is an error that says so."""
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
     out = []
     for arg in argv:
         match = OVERRIDE.match(arg)
@@ -73,31 +79,65 @@ def expand_ranges(argv: list[str], is_int_key: Callable[[str], bool]) -> list[st
             if low > high:
                 raise ConfigError(f"{match['key']}={match['value']}: the range {low}-{high} is empty; write the smaller bound first")
             values.extend(range(low, high + 1))
+        if len(values) > 1 and not multirun:
+            raise ConfigError(f"{arg} is a sweep over {len(values)} values; add -m to run them all")
         out.append(f"{match['prefix']}{match['key']}={','.join(map(str, values))}")
     return out
 
 
-def composed_int_keys(argv: list[str]) -> Callable[[str], bool]:
-    """``is_int_key`` backed by the config composed with the command's group choices (the
-    first option of a sweep list), composed only if some argument looks like a range."""
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix] if prefix else []
+    keys = [prefix] if prefix else []
+    for key, value in node.items():
+        keys += _dotted_keys(value, f"{prefix}.{key}" if prefix else str(key))
+    return keys
+
+
+def check_keys(argv: list[str], cfg: DictConfig | None) -> None:
+    """A ConfigError for an override of a key the composed config does not have (a typo,
+    or a key of another model), suggesting the nearest existing keys. Keys prefixed with
+    ``+``/``++``/``~``, config groups and Hydra's own keys are Hydra's business."""
+    if cfg is None:
+        return
+    groups = config_groups()
+    known = None
+    for arg in argv:
+        match = OVERRIDE.match(arg)
+        if not match or match["prefix"] or match["key"] in groups or match["key"].split(".")[0] == "hydra" or "/" in match["key"]:
+            continue
+        if OmegaConf.select(cfg, match["key"], default=_ABSENT, throw_on_missing=False) is not _ABSENT:
+            continue
+        if known is None:
+            known = _dotted_keys(OmegaConf.to_container(cfg, resolve=False))
+        close = difflib.get_close_matches(match["key"], known, n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"{arg}: no such key in this config; {hint}(a new key needs a leading +)")
+
+
+_ABSENT = object()
+
+
+def compose_for_checks(argv: list[str]) -> DictConfig | None:
+    """The config the command would compose with its group choices (the first option of a
+    sweep list), or None when Hydra cannot compose it (Hydra then reports why)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
-    cache = {}
+    overrides = [f"{group}={values[0]}" for group, _, values in _group_overrides(argv, config_groups())]
+    try:
+        with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def int_keys_of(cfg: DictConfig | None) -> Callable[[str], bool]:
+    """``is_int_key`` for :func:`expand_ranges`: true for keys whose value in ``cfg`` is an int."""
 
     def is_int_key(key: str) -> bool:
-        if "cfg" not in cache:
-            groups = config_groups()
-            overrides = [f"{group}={values[0]}" for group, _, values in _group_overrides(argv, groups)]
-            try:
-                with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
-                    cache["cfg"] = compose(config_name="config", overrides=overrides)
-            except Exception:  # Hydra itself will report a broken composition
-                cache["cfg"] = None
-            finally:
-                GlobalHydra.instance().clear()
-        cfg = cache["cfg"]
         if cfg is None:
             return False
         value = OmegaConf.select(cfg, key, default=None)

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import TINY
 
+from ntm_repro.cli_args import config_groups
+
 NTM_REPRO = shutil.which("ntm-repro")
 pytestmark = pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed (pip install -e .)")
 
@@ -46,8 +48,9 @@ def test_sweep_over_models_and_a_seed_range(tmp_path):
 def test_unknown_group_option_is_one_line_before_any_work(tmp_path):
     result = run_cli(tmp_path, "model=transformer")
     assert result.returncode == 2
+    options = ", ".join(config_groups()["model"])
     assert result.stderr.strip().splitlines() == [
-        "ntm-repro: error: model=transformer: 'transformer' is not a model option; choose one of lstm, ntm"
+        f"ntm-repro: error: model=transformer: 'transformer' is not a model option; choose one of {options}"
     ]
     assert not (tmp_path / "multirun").exists()
 
@@ -79,3 +82,19 @@ def test_headline_structured_sweep_on_recall(tmp_path):
     assert sorted((r["model"], r["seed"]) for r in runs) == sorted(
         (m, s) for m in ("ntm", "ntm1", "ntm2", "ntm3") for s in range(5)
     )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train.sequence=64"], "ntm-repro: error: train.sequence=64: no such key in this config; did you mean train.sequences?"),
+        (["seed=0-2"], "ntm-repro: error: seed=0-2 is a sweep over 3 values; add -m to run them all"),
+        (["+trainer.max_epoch=1", *TINY], "ntm-repro: error: trainer settings rejected by pytorch_lightning.Trainer: "),
+    ],
+)
+def test_typos_and_misuse_give_one_line(tmp_path, args, message):
+    result = run_cli(tmp_path, *args)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ntm-repro: error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr

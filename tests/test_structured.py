@@ -124,3 +124,20 @@ def test_bad_topologies_fail_with_one_line(compose_cfg, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as caught:
         build(compose_cfg, "ntm2", override)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("model_name", ["ntm1", "ntm2", "ntm3", "ntm_2heads"])
+def test_block_placements_agree_with_the_general_form(compose_cfg, inputs, model_name):
+    """The 'single' and 'diagonal' placements are shortcuts: forcing every head group onto
+    the 'general' (spread over all blocks) form must give the same outputs and memories."""
+    import copy
+
+    fast = build(compose_cfg, model_name)
+    general = copy.deepcopy(fast)
+    for place in (general.write_place, general.read_place):
+        place.kind, place.block = "general", None
+    assert {fast.write_place.kind, fast.read_place.kind} != {"general"}
+    logits_fast, trace_fast = run(fast, inputs)
+    logits_general, trace_general = run(general, inputs)
+    torch.testing.assert_close(logits_fast, logits_general, rtol=0, atol=1e-12)
+    torch.testing.assert_close(trace_fast.memory, trace_general.memory, rtol=0, atol=1e-12)

@@ -87,3 +87,29 @@ def test_recall_and_structured_models_train(compose_cfg, tmp_path):
     summary = train(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["level_name"] == "items"
     assert pd.read_csv(tmp_path / "generalisation.csv").level.tolist() == [3, 7]
+
+
+def test_curve_ends_where_training_ends(compose_cfg, tmp_path):
+    """A budget that is not a multiple of the logging intervals still logs its last steps."""
+    train(compose_cfg("train.sequences=40"), tmp_path)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics.loc[metrics.split == "train", "sequences"].tolist() == [16, 32, 40]
+    assert metrics.loc[metrics.split == "val", "sequences"].tolist() == [0, 32, 40]
+
+
+def test_a_run_stopped_early_is_not_completed(compose_cfg, tmp_path):
+    summary = train(compose_cfg("+trainer.max_epochs=1", "+trainer.limit_train_batches=3"), tmp_path)
+    assert summary["status"] == "interrupted" and "stopped after 3 of 12 steps" in summary["reason"]
+    assert not (tmp_path / "generalisation.csv").exists()
+
+
+def test_rerunning_into_a_folder_replaces_its_metrics(compose_cfg, tmp_path):
+    for _ in range(2):
+        train(compose_cfg(), tmp_path)
+    assert pd.read_csv(tmp_path / "metrics.csv").step.tolist().count(0) == 1
+
+
+def test_trainer_problems_fail_before_training(compose_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="trainer settings rejected by pytorch_lightning.Trainer: No supported gpu"):
+        train(compose_cfg("trainer.accelerator=gpu"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"

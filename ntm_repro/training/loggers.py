@@ -1,4 +1,4 @@
-"""The run folder's ``metrics.csv``: one tidy row per split and logged step, appended and
+"""The run folder's ``metrics.csv``: one tidy row per split and logged step, written and
 flushed as it goes so that a crash keeps everything logged before it."""
 
 from __future__ import annotations
@@ -43,12 +43,10 @@ class TidyCSVLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if self._writer is None:
-            exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
-            self._file = open(self.path, "a", newline="")
+        if self._writer is None:  # a new run starts a new file, never appends to an old run's rows
+            self._file = open(self.path, "w", newline="")
             self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
-            if not exists:
-                self._writer.writeheader()
+            self._writer.writeheader()
         common = {"step": step, "sequences": metrics.get("sequences"), "time_s": metrics.get("time_s")}
         splits: dict[str, dict[str, Any]] = {}
         for key, value in metrics.items():

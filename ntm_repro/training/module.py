@@ -38,6 +38,7 @@ class SequenceLearner(pl.LightningModule):
         self._cost = torch.zeros(())
         self._errors = torch.zeros(())
         self._steps = 0
+        self._validated_at: int | None = None
         self._start = time.monotonic()
         self.last_metrics: dict[str, float] = {}
 
@@ -68,20 +69,33 @@ class SequenceLearner(pl.LightningModule):
     def on_train_start(self) -> None:
         self._start = time.monotonic()
         if self.global_step == 0:
-            self._log("val", evaluate(self.model, self.validation))
+            self._validate()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         step = self.global_step
-        if step % self.log_every_steps == 0 and self._steps:
-            self._log(
-                "train",
-                {"cost_bits": float(self._cost) / self._steps / LN2, "bit_errors": float(self._errors) / self._steps},
-            )
-            self._cost.zero_()
-            self._errors.zero_()
-            self._steps = 0
+        if step % self.log_every_steps == 0:
+            self._log_training()
         if step % self.val_every_steps == 0:
-            self._log("val", evaluate(self.model, self.validation))
+            self._validate()
+
+    def on_train_end(self) -> None:
+        """Close the last, possibly partial, interval: the curve ends where training ended."""
+        self._log_training()
+        if self._validated_at != self.global_step:
+            self._validate()
+
+    def _log_training(self) -> None:
+        """Training metrics averaged over the steps since the last training row."""
+        if not self._steps:
+            return
+        self._log("train", {"cost_bits": float(self._cost) / self._steps / LN2, "bit_errors": float(self._errors) / self._steps})
+        self._cost.zero_()
+        self._errors.zero_()
+        self._steps = 0
+
+    def _validate(self) -> None:
+        self._log("val", evaluate(self.model, self.validation))
+        self._validated_at = self.global_step
 
     def _log(self, split: str, values: dict[str, float]) -> None:
         metrics = {"sequences": self.sequences_seen, "time_s": round(time.monotonic() - self._start, 3)}

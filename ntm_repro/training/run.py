@@ -7,6 +7,7 @@ import math
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,6 @@ from ntm_repro.training.metrics import evaluate
 from ntm_repro.training.module import SequenceLearner, TrainingDiverged
 from ntm_repro.training.progress import SequenceProgress
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
-
-log = logging.getLogger(__name__)
-
 
 def _quiet_lightning() -> None:
     """Lightning's start-up banners and its own deprecation notices say nothing about the run."""
@@ -82,6 +80,68 @@ def build_loggers(cfg: DictConfig, run_dir: Path, task: Task) -> list:
     return loggers
 
 
+@dataclass
+class Setup:
+    """Everything a run needs, built and checked before training starts."""
+
+    task: Task
+    model: torch.nn.Module
+    learner: SequenceLearner
+    loggers: list
+    trainer: pl.Trainer
+    datamodule: EpisodeDataModule
+    max_steps: int
+    batch_size: int
+    test_batch_size: int
+
+
+def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
+    """Check the config and build task, model, optimizer, loggers and trainer; every
+    problem found here is a ConfigError (one line naming the key)."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed!r}: must be a non-negative integer")
+    batch_size = positive(cfg.train.batch_size, "train.batch_size")
+    max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
+    test_batch_size = positive(cfg.train.test_batch_size, "train.test_batch_size")
+    torch.set_num_threads(positive(cfg.threads, "threads"))
+    pl.seed_everything(cfg.seed, verbose=False)
+    task: Task = build_task(cfg.task)
+    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    learner = SequenceLearner(
+        model,
+        build_optimizer(cfg.optimizer),
+        heldout(task, task.train_levels, positive(cfg.train.val_batch_size, "train.val_batch_size")),
+        batch_size=batch_size,
+        log_every_steps=_steps(cfg.train.log_every, batch_size, "train.log_every"),
+        val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
+    )
+    loggers = build_loggers(cfg, run_dir, task)
+    try:
+        trainer = pl.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            max_steps=max_steps,
+            logger=loggers or False,
+            callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} seed {cfg.seed}")],
+            default_root_dir=str(run_dir),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            log_every_n_steps=max_steps + 1,
+        )
+    except Exception as error:  # e.g. an unknown Trainer argument or an accelerator this machine lacks
+        raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
+    datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
+    return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
+
+
+def _record_failure(summary: dict[str, Any], run_dir: Path, error: BaseException, when: str = "") -> None:
+    """Status ``failed`` with a one-line reason; the traceback goes to traceback.txt."""
+    (run_dir / "traceback.txt").write_text(traceback.format_exc())
+    summary.update(status="failed", reason=f"{when}{type(error).__name__}: {error} (traceback in traceback.txt)")
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train ``cfg`` and write the run folder; returns the summary (also in summary.json).
 
@@ -104,83 +164,56 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     write_config(run_dir, cfg)
     start = time.monotonic()
     try:
-        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-            raise ConfigError(f"seed={cfg.seed!r}: must be a non-negative integer")
-        batch_size = positive(cfg.train.batch_size, "train.batch_size")
-        max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
-        torch.set_num_threads(positive(cfg.threads, "threads"))
-        pl.seed_everything(cfg.seed, verbose=False)
-        task: Task = build_task(cfg.task)
-        model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
-        summary["num_parameters"] = count_parameters(model)
-        summary["level_name"] = task.level_name
-        optimizer = build_optimizer(cfg.optimizer)
-        validation = heldout(task, task.train_levels, positive(cfg.train.val_batch_size, "train.val_batch_size"))
-        learner = SequenceLearner(
-            model,
-            optimizer,
-            validation,
-            batch_size=batch_size,
-            log_every_steps=_steps(cfg.train.log_every, batch_size, "train.log_every"),
-            val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
-        )
-        loggers = build_loggers(cfg, run_dir, task)
-    except Exception as error:
-        reason = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
-        summary.update(status="failed", reason=reason)
+        setup = build_setup(cfg, run_dir)
+    except ConfigError as error:
+        summary.update(status="failed", reason=str(error))
         write_json(run_dir / "summary.json", summary)
         raise
+    except Exception as error:
+        _record_failure(summary, run_dir, error)
+        write_json(run_dir / "summary.json", summary)
+        raise
+    summary.update(num_parameters=count_parameters(setup.model), level_name=setup.task.level_name)
     write_json(run_dir / "summary.json", summary)
 
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
-        max_steps=max_steps,
-        logger=loggers or False,
-        callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} seed {cfg.seed}")],
-        default_root_dir=str(run_dir),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        log_every_n_steps=max_steps + 1,
-    )
-    datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
+    trainer, learner = setup.trainer, setup.learner
     interrupted = None
     try:
-        trainer.fit(learner, datamodule=datamodule)
-        summary["status"] = "completed"
+        trainer.fit(learner, datamodule=setup.datamodule)
+        if trainer.global_step >= setup.max_steps:
+            summary["status"] = "completed"
+        else:
+            summary.update(status="interrupted", reason=f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps")
     except TrainingDiverged as error:
         summary.update(status="diverged", reason=str(error))
     except (KeyboardInterrupt, SystemExit) as error:
         summary.update(status="interrupted", reason="interrupted by the user")
         interrupted = error
-    except Exception as error:  # recorded in summary.json and the job log, never lost
-        summary.update(status="failed", reason=f"{type(error).__name__}: {error}")
-        log.error("training failed:\n%s", traceback.format_exc())
+    except Exception as error:  # recorded in summary.json and traceback.txt, never lost
+        _record_failure(summary, run_dir, error)
 
-    summary.update(
-        steps=trainer.global_step,
-        sequences_seen=trainer.global_step * batch_size,
-        wall_time_s=round(time.monotonic() - start, 2),
-    )
-    if summary["status"] in ("completed", "diverged"):
-        summary["final"] = learner.last_metrics
+    summary.update(steps=trainer.global_step, sequences_seen=trainer.global_step * setup.batch_size)
+    try:
+        summary["final"] = dict(learner.last_metrics)
+        if summary["status"] != "diverged":  # a diverged model's weights are not finite: no checkpoint
+            trainer.save_checkpoint(run_dir / "last.ckpt")
         if summary["status"] == "completed":
-            summary["final"] = {f"val/{k}": v for k, v in evaluate(model, validation).items()}
-            write_generalisation(run_dir, task.level_name, generalisation_rows(model, task, cfg))
-        trainer.save_checkpoint(run_dir / "last.ckpt")
-    for logger in loggers:
-        logger.finalize(summary["status"])
-    write_json(run_dir / "summary.json", summary)
+            rows = generalisation_rows(setup.model, setup.task, setup.test_batch_size)
+            write_generalisation(run_dir, setup.task.level_name, rows)
+    except Exception as error:
+        _record_failure(summary, run_dir, error, when="after training: ")
+    finally:
+        for logger in setup.loggers:
+            logger.finalize(summary["status"])
+        summary["wall_time_s"] = round(time.monotonic() - start, 2)
+        write_json(run_dir / "summary.json", summary)
     if interrupted is not None:
         raise KeyboardInterrupt from interrupted
     return summary
 
 
-def generalisation_rows(model: torch.nn.Module, task: Task, cfg: DictConfig) -> list[dict[str, Any]]:
+def generalisation_rows(model: torch.nn.Module, task: Task, per_level: int) -> list[dict[str, Any]]:
     """Cost and bit errors at every test level (``task`` config), fixed held-out episodes."""
-    per_level = positive(cfg.train.test_batch_size, "train.test_batch_size")
     rows = []
     for level, episode in zip(task.test_levels, heldout(task, task.test_levels, per_level, salt=1)):
         metrics = evaluate(model, [episode])
