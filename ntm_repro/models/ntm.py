@@ -85,10 +85,10 @@ class NTM(nn.Module):
         self.address_sizes = [width, 1, 1, self.shift_count, 1]
         self.address_width = sum(self.address_sizes)
 
-        self.memory_init = MemoryInit(len(topology.blocks) * locations, width, memory_init)
+        self.memory_init = MemoryInit(self.num_blocks * locations, width, memory_init)
         self.register_buffer("shift_index", shift_index(shifts, locations), persistent=False)
-        self.write_place = BlockPlacement(topology.write_blocks, len(topology.blocks), locations)
-        self.read_place = BlockPlacement(topology.read_blocks, len(topology.blocks), locations)
+        self.write_place = BlockPlacement(topology.write_blocks, self.num_blocks, locations)
+        self.read_place = BlockPlacement(topology.read_blocks, self.num_blocks, locations)
         self.mixer = Mixer(topology, mix_a, mix_b, learn_mix)
 
         if learn_init_reads:
