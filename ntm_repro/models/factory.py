@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from ntm_repro.errors import ConfigError
+from ntm_repro.errors import ConfigError, choice, positive
 from ntm_repro.memory.init import MEMORY_INITS
 from ntm_repro.memory.topology import Topology
 from ntm_repro.models.controller import ACTIVATIONS, LSTM_BIASES, FeedforwardController, LSTMController
@@ -16,19 +16,6 @@ from ntm_repro.models.ntm import NTM
 
 MODEL_TYPES = ("ntm", "lstm")
 CONTROLLER_TYPES = ("lstm", "feedforward")
-
-
-def positive(value: Any, key: str) -> int:
-    """``value`` as a positive integer, or a ConfigError naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value!r}: must be a positive integer")
-    return value
-
-
-def choice(value: Any, key: str, allowed: tuple[str, ...] | list[str]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r}: unknown; choose one of {', '.join(allowed)}")
-    return value
 
 
 def build_controller(cfg: Mapping[str, Any], input_size: int) -> nn.Module:

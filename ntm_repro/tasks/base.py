@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from ntm_repro.errors import ConfigError
+from ntm_repro.errors import ConfigError, positive
 
 
 class Episode(NamedTuple):
@@ -42,15 +42,9 @@ class Task:
         return self.episode(batch_size, self.train_levels[pick], generator)
 
 
-def positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value!r}: must be a positive integer")
-    return value
-
-
 def int_range(low: Any, high: Any, low_key: str, high_key: str) -> list[int]:
     """The inclusive range ``low..high``, or a ConfigError when it is empty or not positive."""
-    low, high = positive_int(low, low_key), positive_int(high, high_key)
+    low, high = positive(low, low_key), positive(high, high_key)
     if low > high:
         raise ConfigError(f"{low_key}={low} > {high_key}={high}: the range is empty; set {low_key} <= {high_key}")
     return list(range(low, high + 1))

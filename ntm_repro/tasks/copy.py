@@ -12,7 +12,8 @@ from typing import Sequence
 
 import torch
 
-from ntm_repro.tasks.base import Episode, Task, int_range, positive_int
+from ntm_repro.errors import positive
+from ntm_repro.tasks.base import Episode, Task, int_range
 
 
 class CopyTask(Task):
@@ -20,11 +21,11 @@ class CopyTask(Task):
     level_name = "length"
 
     def __init__(self, bits: int = 8, min_length: int = 1, max_length: int = 20, test_lengths: Sequence[int] = (10, 20, 30, 50, 120)):
-        self.bits = positive_int(bits, "task.bits")
+        self.bits = positive(bits, "task.bits")
         self.input_size = self.bits + 1
         self.output_size = self.bits
         levels = int_range(min_length, max_length, "task.min_length", "task.max_length")
-        super().__init__(levels, [positive_int(n, "task.test_lengths") for n in test_lengths])
+        super().__init__(levels, [positive(n, "task.test_lengths") for n in test_lengths])
 
     def episode(self, batch_size: int, level: int, generator: torch.Generator) -> Episode:
         length = level

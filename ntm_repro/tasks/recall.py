@@ -17,8 +17,8 @@ from typing import Sequence
 
 import torch
 
-from ntm_repro.errors import ConfigError
-from ntm_repro.tasks.base import Episode, Task, int_range, positive_int
+from ntm_repro.errors import ConfigError, positive
+from ntm_repro.tasks.base import Episode, Task, int_range
 
 
 class RecallTask(Task):
@@ -33,14 +33,14 @@ class RecallTask(Task):
         max_items: int = 6,
         test_items: Sequence[int] = (6, 10, 15, 20),
     ):
-        self.bits = positive_int(bits, "task.bits")
-        self.item_length = positive_int(item_length, "task.item_length")
+        self.bits = positive(bits, "task.bits")
+        self.item_length = positive(item_length, "task.item_length")
         self.input_size = self.bits + 2
         self.output_size = self.bits
         levels = int_range(min_items, max_items, "task.min_items", "task.max_items")
         if levels[0] < 2:
             raise ConfigError(f"task.min_items={levels[0]}: recall needs at least 2 items (a query and its successor)")
-        tests = [positive_int(n, "task.test_items") for n in test_items]
+        tests = [positive(n, "task.test_items") for n in test_items]
         if any(n < 2 for n in tests):
             raise ConfigError(f"task.test_items={tests}: every count must be at least 2")
         super().__init__(levels, tests)

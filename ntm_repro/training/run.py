@@ -17,8 +17,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ntm_repro.errors import ConfigError
-from ntm_repro.models.factory import build_model, count_parameters, positive
+from ntm_repro.errors import ConfigError, positive
+from ntm_repro.models.factory import build_model, count_parameters
 from ntm_repro.tasks.base import Task
 from ntm_repro.training.data import EpisodeDataModule, heldout
 from ntm_repro.training.metrics import evaluate
