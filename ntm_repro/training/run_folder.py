@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import platform
@@ -37,8 +38,11 @@ def write_generalisation(run_dir: Path, level_name: str, rows: Sequence[Mapping[
         writer.writerows(rows)
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> dict[str, Any]:
-    """The commit of the checkout this package runs from (if any) and library versions."""
+    """The commit of the checkout this package runs from (if any) and library versions,
+    read once per process: every job of a sweep runs the code imported at its start, even
+    if the checkout moves on meanwhile."""
     import pytorch_lightning
     import torch
 
