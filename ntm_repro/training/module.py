@@ -35,8 +35,9 @@ class SequenceLearner(pl.LightningModule):
         self.batch_size = batch_size
         self.log_every_steps = log_every_steps
         self.val_every_steps = val_every_steps
-        self._cost = torch.zeros(())
-        self._errors = torch.zeros(())
+        # running sums over the logging interval, on the model's device (no per-step sync)
+        self.register_buffer("_cost", torch.zeros(()), persistent=False)
+        self.register_buffer("_errors", torch.zeros(()), persistent=False)
         self._steps = 0
         self._validated_at: int | None = None
         self._start = time.monotonic()
