@@ -32,8 +32,10 @@ def evaluate(model: torch.nn.Module, episodes: list[Episode]) -> dict[str, float
     """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     cost = errors = sequences = 0.0
     for episode in episodes:
+        episode = Episode(*(tensor.to(device) for tensor in episode))
         logits = model(episode.inputs)
         size = logits.shape[0]
         cost += float(cost_nats(logits, episode)) * size
