@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from ntm_repro.models.factory import build_model
 from ntm_repro.training.metrics import cost_nats
-from ntm_repro.training.run import build_task
+from ntm_repro.training.run import build_task, compile_time_step
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
@@ -33,11 +33,16 @@ def load_config(model: str, task: str, controller: str, overrides: list[str]) ->
         return compose("config", overrides=[f"model={model}", f"task={task}", f"controller={controller}", *overrides])
 
 
-def train_rate(cfg: DictConfig, batch_size: int, level: int, seconds: float, warmup: int = 3) -> float:
-    """Training sequences per second at one task level (e.g. copy length)."""
+def train_rate(cfg: DictConfig, batch_size: int, level: int, seconds: float, warmup: int = 3, compile_step: bool = False) -> float:
+    """Training sequences per second at one task level (e.g. copy length). With
+    ``compile_step`` the NTM's per-time-step function goes through ``torch.compile`` (its
+    shapes do not depend on the sequence length, so lengths never recompile); the compile
+    time is printed, not counted."""
     torch.manual_seed(0)
     task = build_task(cfg.task)
     model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    if compile_step:
+        compile_time_step(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
     episode = task.episode(batch_size, level, torch.Generator().manual_seed(0))
 
@@ -47,8 +52,11 @@ def train_rate(cfg: DictConfig, batch_size: int, level: int, seconds: float, war
         torch.nn.utils.clip_grad_value_(model.parameters(), 10.0)
         optimizer.step()
 
+    start = time.perf_counter()
     for _ in range(warmup):
         step()
+    if compile_step:
+        print(f"compile and {warmup} warm-up steps: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the NTM's time step (NTM models only)")
     parser.add_argument("--repeat", type=int, default=1, help="timed rounds per configuration (median reported)")
     parser.add_argument("--csv", help="also write the figures to this CSV file")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.memory.locations=64")
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeat):  # round robin, so that a noisy machine disturbs every figure alike
         for model, threads, batch in configs:
             torch.set_num_threads(threads)
-            rates[(model, threads, batch)].append(train_rate(cfgs[model], batch, args.level, args.seconds))
+            rates[(model, threads, batch)].append(train_rate(cfgs[model], batch, args.level, args.seconds, compile_step=args.compile))
     rows = []
     print(f"{'model':<12}{'task':<8}{'level':>6}{'batch':>7}{'threads':>9}{'train seq/s':>14}{'vs first':>10}")
     for model, threads, batch in configs:

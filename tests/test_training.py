@@ -113,3 +113,19 @@ def test_trainer_problems_fail_before_training(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match="trainer settings rejected by pytorch_lightning.Trainer: No supported gpu"):
         train(compose_cfg("trainer.accelerator=gpu"), tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+
+
+def test_compiled_time_step_trains_like_the_eager_one(compose_cfg, tmp_path):
+    """train.compile=true gives the same run as eager up to float rounding."""
+    curves = {}
+    for compiled in (False, True):
+        folder = tmp_path / str(compiled)
+        summary = train(compose_cfg(f"train.compile={str(compiled).lower()}", "train.sequences=48"), folder)
+        assert summary["status"] == "completed"
+        curves[compiled] = pd.read_csv(folder / "metrics.csv")
+    pd.testing.assert_series_equal(curves[True].cost_bits, curves[False].cost_bits, rtol=1e-3)
+
+
+def test_compile_is_for_ntm_models_only(compose_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="train.compile=true: only NTM models"):
+        train(compose_cfg("model=lstm", "train.compile=true"), tmp_path)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ntm_repro.errors import ConfigError, positive
 from ntm_repro.models.factory import build_model, count_parameters
+from ntm_repro.models.ntm import NTM
 from ntm_repro.tasks.base import Task
 from ntm_repro.training.data import EpisodeDataModule, heldout
 from ntm_repro.training.metrics import evaluate
@@ -107,6 +108,8 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     pl.seed_everything(cfg.seed, verbose=False)
     task: Task = build_task(cfg.task)
     model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    if cfg.train.get("compile", False):
+        compile_time_step(model)
     learner = SequenceLearner(
         model,
         build_optimizer(cfg.optimizer),
@@ -134,6 +137,15 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
     datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
     return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
+
+
+def compile_time_step(model: torch.nn.Module) -> None:
+    """``torch.compile`` the NTM's per-time-step function. Its shapes do not depend on the
+    sequence length, so variable lengths never recompile; each batch size compiles once
+    (tens of seconds), which pays off on long runs (about 3x at batch 1, 2x at batch 32)."""
+    if not isinstance(model, NTM):
+        raise ConfigError("train.compile=true: only NTM models (model.type=ntm) have a compiled time step")
+    model.step = torch.compile(model.step, dynamic=False)
 
 
 def _record_failure(summary: dict[str, Any], run_dir: Path, error: BaseException, when: str = "") -> None:
