@@ -27,6 +27,7 @@ from ntm_repro.training.module import SequenceLearner, TrainingDiverged
 from ntm_repro.training.progress import SequenceProgress
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
 
+
 def _quiet_lightning() -> None:
     """Lightning's start-up banners and its own deprecation notices say nothing about the run."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
