@@ -14,7 +14,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ntm_repro.cli_args import check_group_options, check_keys, compose_for_checks, expand_ranges, int_keys_of
+from ntm_repro.cli_args import (
+    check_group_options,
+    check_keys,
+    compose_for_checks,
+    config_groups,
+    expand_ranges,
+    int_keys_of,
+)
 from ntm_repro.errors import ConfigError
 
 _unsuccessful: list[str] = []
@@ -58,9 +65,10 @@ def _job(cfg: DictConfig) -> None:
 def main() -> None:
     argv = sys.argv[1:]
     try:
-        check_group_options(argv)
-        cfg = compose_for_checks(argv)
-        check_keys(argv, cfg)
+        groups = config_groups()  # listed once, shared by the three checks
+        check_group_options(argv, groups)
+        cfg = compose_for_checks(argv, groups)
+        check_keys(argv, cfg, groups)
         argv = expand_ranges(argv, int_keys_of(cfg))
     except ConfigError as error:
         _fail(str(error))

@@ -94,13 +94,13 @@ def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def check_keys(argv: list[str], cfg: DictConfig | None) -> None:
+def check_keys(argv: list[str], cfg: DictConfig | None, groups: dict[str, list[str]] | None = None) -> None:
     """A ConfigError for an override of a key the composed config does not have (a typo,
     or a key of another model), suggesting the nearest existing keys. Keys prefixed with
     ``+``/``++``/``~``, config groups and Hydra's own keys are Hydra's business."""
     if cfg is None:
         return
-    groups = config_groups()
+    groups = config_groups() if groups is None else groups
     known = None
     for arg in argv:
         match = OVERRIDE.match(arg)
@@ -118,13 +118,14 @@ def check_keys(argv: list[str], cfg: DictConfig | None) -> None:
 _ABSENT = object()
 
 
-def compose_for_checks(argv: list[str]) -> DictConfig | None:
+def compose_for_checks(argv: list[str], groups: dict[str, list[str]] | None = None) -> DictConfig | None:
     """The config the command would compose with its group choices (the first option of a
     sweep list), or None when Hydra cannot compose it (Hydra then reports why)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    overrides = [f"{group}={values[0]}" for group, _, values in _group_overrides(argv, config_groups())]
+    groups = config_groups() if groups is None else groups
+    overrides = [f"{group}={values[0]}" for group, _, values in _group_overrides(argv, groups)]
     try:
         with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
