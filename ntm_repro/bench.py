@@ -25,7 +25,8 @@ from omegaconf import DictConfig
 
 from ntm_repro.models.factory import build_model
 from ntm_repro.training.metrics import cost_nats
-from ntm_repro.training.run import build_task, compile_time_step
+from ntm_repro.training.instantiate import build_task
+from ntm_repro.training.run import compile_time_step
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:

@@ -20,12 +20,17 @@ class Episode(NamedTuple):
 
 
 class Task:
-    """Base class: subclasses set the sizes and :meth:`episode`."""
+    """Base class: subclasses set the sizes and :meth:`episode`, and may override the hooks
+    below (validation levels, level labels, what must fit in memory, reference metrics)."""
 
     name: str
     level_name: str  # what a level counts, e.g. "length" or "items"
     input_size: int
     output_size: int
+    #: the config key that bounds :meth:`items_to_store` (named in the memory-capacity error)
+    capacity_key: str = ""
+    #: names of the task-specific metrics of :meth:`reference_metrics` (extra metrics.csv columns)
+    extra_metrics: tuple[str, ...] = ()
 
     def __init__(self, train_levels: Sequence[Any], test_levels: Sequence[Any]):
         if not train_levels:
@@ -35,6 +40,30 @@ class Task:
 
     def episode(self, batch_size: int, level: Any, generator: torch.Generator) -> Episode:
         raise NotImplementedError
+
+    @property
+    def validation_levels(self) -> list[Any]:
+        """The levels of the held-out validation set: the whole training range by default."""
+        return self.train_levels
+
+    @property
+    def trace_level(self) -> Any:
+        """The level whose attention is recorded at the end of training: the first test level."""
+        return self.test_levels[0] if self.test_levels else self.train_levels[-1]
+
+    def level_label(self, level: Any) -> Any:
+        """How ``level`` is written in generalisation.csv."""
+        return level
+
+    def items_to_store(self, level: Any) -> int | None:
+        """How many things an episode of ``level`` asks the memory to hold (one location
+        each at least), or None when the task stores no items."""
+        return None
+
+    def reference_metrics(self, episode: Episode) -> dict[str, float]:
+        """Task-specific figures for ``episode`` (means per sequence), logged beside the
+        model's metrics under the names of :attr:`extra_metrics`."""
+        return {}
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Episode:
         """A training batch: one level drawn uniformly from the training range, shared by the batch."""

@@ -19,6 +19,7 @@ from ntm_repro.tasks.base import Episode, Task, int_range
 class CopyTask(Task):
     name = "copy"
     level_name = "length"
+    capacity_key = "task.max_length"
 
     def __init__(self, bits: int = 8, min_length: int = 1, max_length: int = 20, test_lengths: Sequence[int] = (10, 20, 30, 50, 120)):
         self.bits = positive(bits, "task.bits")
@@ -26,6 +27,9 @@ class CopyTask(Task):
         self.output_size = self.bits
         levels = int_range(min_length, max_length, "task.min_length", "task.max_length")
         super().__init__(levels, [positive(n, "task.test_lengths") for n in test_lengths])
+
+    def items_to_store(self, level: int) -> int:
+        return level
 
     def episode(self, batch_size: int, level: int, generator: torch.Generator) -> Episode:
         length = level

@@ -24,6 +24,7 @@ from ntm_repro.tasks.base import Episode, Task, int_range
 class RecallTask(Task):
     name = "recall"
     level_name = "items"
+    capacity_key = "task.max_items"
 
     def __init__(
         self,
@@ -44,6 +45,9 @@ class RecallTask(Task):
         if any(n < 2 for n in tests):
             raise ConfigError(f"task.test_items={tests}: every count must be at least 2")
         super().__init__(levels, tests)
+
+    def items_to_store(self, level: int) -> int:
+        return level
 
     def episode(self, batch_size: int, level: int, generator: torch.Generator) -> Episode:
         items, span, bits = level, self.item_length + 1, self.bits

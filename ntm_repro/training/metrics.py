@@ -5,6 +5,7 @@ cost in bits (binary cross-entropy in base 2, summed over output bits) and bit e
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -27,19 +28,27 @@ def bit_errors(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
     return (wrong * episode.mask.unsqueeze(-1)).sum() / logits.shape[0]
 
 
+#: A task's figures for an episode beside the model's (e.g. the n-gram optimal cost).
+Reference = Callable[[Episode], "dict[str, float]"]
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, episodes: list[Episode]) -> dict[str, float]:
-    """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd."""
+def evaluate(model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None) -> dict[str, float]:
+    """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd,
+    and the mean of every ``reference`` figure."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    cost = errors = sequences = 0.0
+    totals: dict[str, float] = {"cost_bits": 0.0, "bit_errors": 0.0}
+    sequences = 0
     for episode in episodes:
+        extra = reference(episode) if reference else {}
         episode = Episode(*(tensor.to(device) for tensor in episode))
         logits = model(episode.inputs)
         size = logits.shape[0]
-        cost += float(cost_nats(logits, episode)) * size
-        errors += float(bit_errors(logits, episode)) * size
+        figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}
+        for name, value in figures.items():
+            totals[name] = totals.get(name, 0.0) + value * size
         sequences += size
     model.train(was_training)
-    return {"cost_bits": cost / sequences / LN2, "bit_errors": errors / sequences}
+    return {name: total / sequences for name, total in totals.items()}

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from ntm_repro.tasks.base import Episode
-from ntm_repro.training.metrics import LN2, bit_errors, cost_nats, evaluate
+from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
 
 
 class TrainingDiverged(RuntimeError):
@@ -27,6 +27,7 @@ class SequenceLearner(pl.LightningModule):
         batch_size: int,
         log_every_steps: int,
         val_every_steps: int,
+        reference: Reference | None = None,
     ):
         super().__init__()
         self.model = model
@@ -35,6 +36,8 @@ class SequenceLearner(pl.LightningModule):
         self.batch_size = batch_size
         self.log_every_steps = log_every_steps
         self.val_every_steps = val_every_steps
+        self.reference = reference
+        self._extra: dict[str, float] = {}  # sums of the reference figures over the interval
         # running sums over the logging interval, on the model's device (no per-step sync)
         self.register_buffer("_cost", torch.zeros(()), persistent=False)
         self.register_buffer("_errors", torch.zeros(()), persistent=False)
@@ -60,6 +63,9 @@ class SequenceLearner(pl.LightningModule):
             )
         self._cost += loss_value
         self._errors += bit_errors(logits.detach(), batch)
+        if self.reference is not None:
+            for name, value in self.reference(batch).items():
+                self._extra[name] = self._extra.get(name, 0.0) + value
         self._steps += 1
         return loss
 
@@ -89,13 +95,16 @@ class SequenceLearner(pl.LightningModule):
         """Training metrics averaged over the steps since the last training row."""
         if not self._steps:
             return
-        self._log("train", {"cost_bits": float(self._cost) / self._steps / LN2, "bit_errors": float(self._errors) / self._steps})
+        values = {"cost_bits": float(self._cost) / self._steps / LN2, "bit_errors": float(self._errors) / self._steps}
+        values.update({name: total / self._steps for name, total in self._extra.items()})
+        self._log("train", values)
+        self._extra.clear()
         self._cost.zero_()
         self._errors.zero_()
         self._steps = 0
 
     def _validate(self) -> None:
-        self._log("val", evaluate(self.model, self.validation))
+        self._log("val", evaluate(self.model, self.validation, self.reference))
         self._validated_at = self.global_step
 
     def _log(self, split: str, values: dict[str, float]) -> None:

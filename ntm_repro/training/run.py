@@ -13,8 +13,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ntm_repro.errors import ConfigError, positive
@@ -22,7 +20,8 @@ from ntm_repro.models.factory import build_model, count_parameters
 from ntm_repro.models.ntm import NTM
 from ntm_repro.tasks.base import Task
 from ntm_repro.training.data import EpisodeDataModule, heldout
-from ntm_repro.training.metrics import evaluate
+from ntm_repro.training.instantiate import build_task, instantiate_checked
+from ntm_repro.training.evaluation import generalisation_rows, write_attention
 from ntm_repro.training.module import SequenceLearner, TrainingDiverged
 from ntm_repro.training.progress import SequenceProgress
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
@@ -37,23 +36,6 @@ def _quiet_lightning() -> None:
 
 def _steps(sequences: int, batch_size: int, key: str) -> int:
     return max(1, positive(sequences, key) // batch_size)
-
-
-def instantiate_checked(spec: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate``, re-raising our own ConfigError rather than Hydra's wrapper."""
-    try:
-        return instantiate(spec, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
-        raise
-
-
-def build_task(task_cfg: DictConfig) -> Task:
-    """The task of ``task_cfg`` (its ``name`` only labels runs and folders)."""
-    spec = OmegaConf.to_container(task_cfg, resolve=True)
-    spec.pop("name", None)
-    return instantiate_checked(spec)
 
 
 def build_optimizer(optimizer_cfg: DictConfig):
@@ -109,15 +91,17 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     pl.seed_everything(cfg.seed, verbose=False)
     task: Task = build_task(cfg.task)
     model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    check_memory_capacity(task, cfg.model)
     if cfg.train.get("compile", False):
         compile_time_step(model)
     learner = SequenceLearner(
         model,
         build_optimizer(cfg.optimizer),
-        heldout(task, task.train_levels, positive(cfg.train.val_batch_size, "train.val_batch_size")),
+        heldout(task, task.validation_levels, positive(cfg.train.val_batch_size, "train.val_batch_size")),
         batch_size=batch_size,
         log_every_steps=_steps(cfg.train.log_every, batch_size, "train.log_every"),
         val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
+        reference=task.reference_metrics if task.extra_metrics else None,
     )
     loggers = build_loggers(cfg, run_dir, task)
     try:
@@ -138,6 +122,20 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
     datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
     return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
+
+
+def check_memory_capacity(task: Task, model_cfg: DictConfig) -> None:
+    """Every training episode's items must fit the memory, one location each at least
+    (test levels may exceed it: generalisation tests probe exactly that)."""
+    if model_cfg.get("type") != "ntm":
+        return
+    needs = [n for n in map(task.items_to_store, task.train_levels) if n is not None]
+    locations = model_cfg.memory.locations  # already checked by build_model
+    if needs and max(needs) > locations:
+        raise ConfigError(
+            f"{task.capacity_key}: training episodes store up to {max(needs)} items but "
+            f"model.memory.locations={locations}; lower {task.capacity_key} or raise model.memory.locations"
+        )
 
 
 def compile_time_step(model: torch.nn.Module) -> None:
@@ -211,8 +209,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if summary["status"] != "diverged":  # a diverged model's weights are not finite: no checkpoint
             trainer.save_checkpoint(run_dir / "last.ckpt")
         if summary["status"] == "completed":
-            rows = generalisation_rows(setup.model, setup.task, setup.test_batch_size)
-            write_generalisation(run_dir, setup.task.level_name, rows)
+            task = setup.task
+            write_generalisation(run_dir, generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size))
+            write_attention(setup.model, task, task.trace_level, run_dir)
     except Exception as error:
         _record_failure(summary, run_dir, error, when="after training: ")
     finally:
@@ -223,14 +222,3 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if interrupted is not None:
         raise KeyboardInterrupt from interrupted
     return summary
-
-
-def generalisation_rows(model: torch.nn.Module, task: Task, per_level: int) -> list[dict[str, Any]]:
-    """Cost and bit errors at every test level (``task`` config), fixed held-out episodes."""
-    rows = []
-    for level, episode in zip(task.test_levels, heldout(task, task.test_levels, per_level, salt=1)):
-        metrics = evaluate(model, [episode])
-        rows.append(
-            {"level": level, "in_training_range": level in task.train_levels, "sequences": per_level, **metrics}
-        )
-    return rows

@@ -28,12 +28,13 @@ def write_config(run_dir: Path, cfg: DictConfig) -> None:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def write_generalisation(run_dir: Path, level_name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_generalisation(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """One row per test level: ``level`` (a length or an item count, named by ``level_name``
-    in summary.json), sequences evaluated, cost in bits and bit errors per sequence."""
-    columns = ["level", "in_training_range", "sequences", "cost_bits", "bit_errors"]
+    in summary.json), sequences evaluated, cost in bits and bit errors per sequence, and the
+    task's reference figures if it has any (e.g. ``optimal_cost_bits``)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(run_dir / "generalisation.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 

@@ -1,0 +1,85 @@
+"""``ntm-repro-eval``: evaluate trained runs again, without retraining, from each run
+folder's ``config.yaml`` and ``last.ckpt``.
+
+    ntm-repro-eval multirun/<sweep>/0_ntm_copy_s0 --levels 10 20 40 80 --trace 10 40
+    ntm-repro-eval multirun/<sweep>/*                # the config's test levels again
+
+Rows of generalisation.csv at the given levels are replaced (others kept); traces go to
+``attention/<level name>_<level>.npz``. Levels are lengths or item counts, or
+``LENGTHxREPEATS`` for repeat copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ntm_repro.errors import ConfigError
+from ntm_repro.tasks.base import Task
+
+
+def parse_level(text: str, task: Task) -> Any:
+    """A level as the task counts it: an integer, or a ``AxB`` pair where the task's levels are pairs."""
+    pair = isinstance(task.train_levels[0], tuple)
+    parts = text.lower().split("x")
+    try:
+        numbers = tuple(int(part) for part in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != (2 if pair else 1) or min(numbers) < 1:
+        example = "10x20" if pair else "10"
+        raise ConfigError(f"level {text!r}: task {task.name} counts its levels in {task.level_name}; give e.g. {example}")
+    return numbers if pair else numbers[0]
+
+
+def checked_levels(texts: list[str], task: Task) -> list[Any]:
+    """Parsed levels, each tried on one episode so an impossible one fails here, in one line."""
+    levels = [parse_level(text, task) for text in texts]
+    for level, text in zip(levels, texts):
+        try:
+            task.episode(1, level, torch.Generator().manual_seed(0))
+        except Exception as error:
+            raise ConfigError(f"level {text}: task {task.name} cannot make an episode of it ({error})") from None
+    return levels
+
+
+def evaluate_run(run_dir: Path, levels: list[str] | None, traces: list[str] | None, sequences: int | None) -> str:
+    from ntm_repro.training.evaluation import generalisation_rows, load_trained, merge_generalisation, write_attention
+
+    cfg, task, model = load_trained(run_dir)
+    per_level = sequences or int(cfg.train.test_batch_size)
+    test_levels = checked_levels(levels, task) if levels else task.test_levels
+    trace_levels = checked_levels(traces, task) if traces else ([] if levels else [task.trace_level])
+    merge_generalisation(run_dir, generalisation_rows(model, task, test_levels, per_level))
+    written = [write_attention(model, task, level, run_dir).name for level in trace_levels]
+    labels = ", ".join(str(task.level_label(level)) for level in test_levels)
+    return f"{run_dir}: {task.level_name} {labels} evaluated on {per_level} sequences each" + (
+        f"; traces {', '.join(written)}" if written else ""
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ntm-repro-eval", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with config.yaml and last.ckpt)")
+    parser.add_argument("--levels", nargs="+", help="test levels (default: the config's test levels)")
+    parser.add_argument("--trace", nargs="+", help="levels to record attention at (default: the first test level)")
+    parser.add_argument("--sequences", type=int, help="held-out sequences per level (default: train.test_batch_size)")
+    args = parser.parse_args(argv)
+    if args.sequences is not None and args.sequences < 1:
+        parser.error(f"--sequences {args.sequences}: give a positive number")
+    failures = 0
+    for run_dir in args.runs:
+        try:
+            print(evaluate_run(run_dir, args.levels, args.trace, args.sequences), file=sys.stderr)
+        except ConfigError as error:
+            print(f"ntm-repro-eval: error: {error}", file=sys.stderr)
+            failures += 1
+    return 2 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``ntm-repro-params``: the settings tables of Graves et al. (2014), Tables 1-3, with our
+parameter count for every row beside the paper's.
+
+Every ``experiment=graves/<task>_<ff_ntm|lstm_ntm|lstm>`` preset is composed and its model
+built (never trained) for our task layout. LSTM rows also give the count at the
+(input, output) widths that SPEC.md found to fit the paper; NTM rows have no such widths
+(no standard NTM layout reproduces Tables 1 and 2), so their difference is reported as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+from hydra import compose, initialize_config_module
+
+from ntm_repro.models.factory import build_model, count_parameters
+from ntm_repro.training.instantiate import build_task
+
+KINDS = {"ff_ntm": "NTM, feedforward controller", "lstm_ntm": "NTM, LSTM controller", "lstm": "LSTM"}
+TASK_ORDER = ("copy", "repeat_copy", "recall", "ngrams", "priority_sort")
+
+
+def graves_presets() -> list[str]:
+    """Names of the preset rows under ``conf/experiment/graves`` in the paper's order."""
+    folder = resources.files("ntm_repro.conf").joinpath("experiment", "graves")
+    names = {entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+    rows = [f"{task}_{kind}" for kind in KINDS for task in TASK_ORDER]
+    return [name for name in rows if name in names]
+
+
+def parameter_table() -> pd.DataFrame:
+    """One row per preset: the paper's count, ours for our task layout and the difference,
+    and for LSTM rows ours at the paper's widths."""
+    rows = []
+    with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
+        for preset in graves_presets():
+            cfg = compose("config", overrides=[f"experiment=graves/{preset}"])
+            task = build_task(cfg.task)
+            ours = count_parameters(build_model(cfg.model, cfg.controller, task.input_size, task.output_size))
+            paper = int(cfg.paper.parameters)
+            row = {
+                "preset": f"graves/{preset}",
+                "table": int(cfg.paper.table),
+                "task": cfg.task.name,
+                "model": KINDS[preset[len(cfg.task.name) + 1 :]],
+                "widths": f"{task.input_size}, {task.output_size}",
+                "paper": paper,
+                "ours": ours,
+                "difference": ours - paper,
+                "paper_widths": "",
+                "ours_at_paper_widths": None,
+            }
+            if "widths" in cfg.paper:
+                inputs, outputs = cfg.paper.widths
+                at_widths = count_parameters(build_model(cfg.model, cfg.controller, inputs, outputs))
+                row.update(paper_widths=f"{inputs}, {outputs}", ours_at_paper_widths=at_widths)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["ours_at_paper_widths"] = table["ours_at_paper_widths"].astype("Int64")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ntm-repro-params", description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=None, help="also write the table as CSV to this path")
+    args = parser.parse_args(argv)
+    table = parameter_table()
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(table.drop(columns=["preset"]).to_string(index=False, na_rep=""))
+    if args.csv is not None:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Evaluation of a trained model on fixed held-out episodes: cost and bit errors per test
+level (``generalisation.csv``) and attention traces (``attention/*.npz``), both at the end
+of training and later, from a run folder's checkpoint, for other levels."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ntm_repro.errors import ConfigError
+from ntm_repro.models.factory import build_model
+from ntm_repro.models.ntm import NTM
+from ntm_repro.tasks.base import Task
+from ntm_repro.training.data import heldout
+from ntm_repro.training.metrics import evaluate
+from ntm_repro.training.run_folder import write_generalisation
+from ntm_repro.training.instantiate import build_task
+
+#: salt of the held-out generator for tests (validation uses 0), so tests are new episodes
+TEST_SALT = 1
+
+
+def generalisation_rows(model: torch.nn.Module, task: Task, levels: Sequence[Any], per_level: int) -> list[dict[str, Any]]:
+    """Cost and bit errors at every level of ``levels``, on fixed held-out episodes."""
+    rows = []
+    for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
+        metrics = evaluate(model, [episode], task.reference_metrics)
+        in_range = level in task.train_levels
+        rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level, **metrics})
+    return rows
+
+
+def attention_path(run_dir: Path, task: Task, level: Any) -> Path:
+    """``attention/<level name>_<level>.npz``, e.g. ``attention/length_10.npz``."""
+    return run_dir / "attention" / f"{task.level_name.replace(' ', '_')}_{task.level_label(level)}.npz"
+
+
+@torch.no_grad()
+def write_attention(model: torch.nn.Module, task: Task, level: Any, run_dir: Path) -> Path:
+    """One held-out episode of ``level`` through the model: inputs (T, I), targets (T, O),
+    mask (T,), output probabilities (T, O) and, for an NTM, the write and read weightings
+    (T, H, N) within each head's block and the memory after the last step (K N, W)."""
+    was_training = model.training
+    model.eval()
+    (episode,) = heldout(task, [level], 1, salt=TEST_SALT)
+    arrays: dict[str, Any] = {
+        "inputs": episode.inputs[0].numpy(),
+        "targets": episode.targets[0].numpy(),
+        "mask": episode.mask[0].numpy() > 0,
+        "level": str(task.level_label(level)),
+        "task": task.name,
+    }
+    if isinstance(model, NTM):
+        logits, trace = model(episode.inputs, trace=True)
+        arrays.update(
+            write_weights=trace.write_weights[0].numpy(),
+            read_weights=trace.read_weights[0].numpy(),
+            memory=trace.memory[0].numpy(),
+        )
+    else:
+        logits = model(episode.inputs)
+    arrays["outputs"] = torch.sigmoid(logits[0]).numpy()
+    model.train(was_training)
+    path = attention_path(run_dir, task, level)
+    path.parent.mkdir(exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_trained(run_dir: Path, task_overrides: Sequence[str] = ()) -> tuple[DictConfig, Task, torch.nn.Module]:
+    """The config, task and model of a run folder, with the weights of its ``last.ckpt``;
+    ``task_overrides`` (``key=value``, keys under ``task.``) change the task's test settings."""
+    config_path, checkpoint = run_dir / "config.yaml", run_dir / "last.ckpt"
+    for path in (config_path, checkpoint):
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing: give the folder of a run that finished training")
+    cfg = OmegaConf.load(config_path)
+    try:
+        cfg.merge_with_dotlist(list(task_overrides))
+    except Exception as error:
+        raise ConfigError(f"cannot apply {list(task_overrides)}: {error}".replace("\n", " ")) from None
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as error:
+        raise ConfigError(f"{checkpoint} is unreadable ({type(error).__name__}); rerun the training") from None
+    weights = {key[len("model.") :]: value for key, value in state.items() if key.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ConfigError(f"{checkpoint} does not fit the model of {config_path}: {str(error).splitlines()[0]}") from None
+    return cfg, task, model
+
+
+def merge_generalisation(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` into the run's generalisation.csv, replacing rows of the same level
+    and keeping the others."""
+    path = run_dir / "generalisation.csv"
+    kept = []
+    if path.is_file():
+        new_levels = {str(row["level"]) for row in rows}
+        with open(path, newline="") as f:
+            kept = [row for row in csv.DictReader(f) if row["level"] not in new_levels]
+    write_generalisation(run_dir, kept + rows)

@@ -1,0 +1,81 @@
+"""Evaluation of trained runs: generalisation rows, attention traces, ``ntm-repro-eval``."""
+
+import csv
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from ntm_repro.eval_cli import main
+from ntm_repro.training.run import train
+
+EVAL = shutil.which("ntm-repro-eval")
+
+
+def rows(run_dir):
+    with open(run_dir / "generalisation.csv") as f:
+        return {row["level"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from hydra import compose, initialize_config_module
+
+    from conftest import TINY
+
+    folders = {}
+    with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
+        for model in ("ntm", "lstm"):
+            folders[model] = tmp_path_factory.mktemp(model)
+            assert train(compose("config", overrides=[*TINY, f"model={model}"]), folders[model])["status"] == "completed"
+    return folders
+
+
+def test_training_ends_with_a_trace_at_the_first_test_level(trained):
+    trace = np.load(trained["ntm"] / "attention" / "length_2.npz")
+    steps = 2 * 2 + 1
+    assert trace["inputs"].shape == (steps, 9) and trace["targets"].shape == (steps, 8)
+    assert trace["outputs"].shape == (steps, 8) and ((trace["outputs"] > 0) & (trace["outputs"] < 1)).all()
+    assert trace["mask"].tolist() == [False] * 3 + [True] * 2
+    assert trace["write_weights"].shape == (steps, 1, 16) and trace["read_weights"].shape == (steps, 1, 16)
+    np.testing.assert_allclose(trace["write_weights"].sum(-1), 1.0, atol=1e-5)  # weightings sum to one
+    assert trace["memory"].shape == (16, 6) and str(trace["task"]) == "copy"
+    lstm = np.load(trained["lstm"] / "attention" / "length_2.npz")
+    assert "write_weights" not in lstm and lstm["outputs"].shape == (steps, 8)
+
+
+@pytest.mark.skipif(EVAL is None, reason="ntm-repro-eval is not installed")
+def test_eval_reproduces_the_end_of_training_and_adds_levels(trained):
+    run = trained["ntm"]
+    before = rows(run)
+    result = subprocess.run([EVAL, str(run), "--levels", "2", "9", "--trace", "9"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    after = rows(run)
+    assert set(after) == {"2", "6", "9"}
+    # the checkpoint's model on the same held-out episodes gives the same figures
+    assert float(after["2"]["cost_bits"]) == pytest.approx(float(before["2"]["cost_bits"]), rel=1e-6)
+    assert after["6"] == before["6"]  # rows at other levels are kept as they were
+    assert after["9"]["in_training_range"] == "False"
+    assert np.load(run / "attention" / "length_9.npz")["write_weights"].shape == (19, 1, 16)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--levels", "ten"], "level 'ten': task copy counts its levels in length; give e.g. 10"),
+        (["--levels", "3x2"], "level '3x2': task copy counts its levels in length"),
+        (["--trace", "0"], "level '0'"),
+    ],
+)
+def test_eval_bad_levels_are_one_line(trained, capsys, args, message):
+    assert main([str(trained["lstm"]), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_of_a_folder_without_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "last.ckpt is missing" in err and len(err.strip().splitlines()) == 1
