@@ -204,20 +204,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         _record_failure(summary, run_dir, error)
 
     summary.update(steps=trainer.global_step, sequences_seen=trainer.global_step * setup.batch_size)
+    rows: list[dict[str, Any]] = []
     try:
         summary["final"] = dict(learner.last_metrics)
         if summary["status"] != "diverged":  # a diverged model's weights are not finite: no checkpoint
             trainer.save_checkpoint(run_dir / "last.ckpt")
         if summary["status"] == "completed":
             task = setup.task
-            write_generalisation(run_dir, generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size))
+            rows = generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size)
+            write_generalisation(run_dir, rows)
             write_attention(setup.model, task, task.trace_level, run_dir)
     except Exception as error:
         _record_failure(summary, run_dir, error, when="after training: ")
     finally:
-        for logger in setup.loggers:
-            logger.finalize(summary["status"])
         summary["wall_time_s"] = round(time.monotonic() - start, 2)
+        for logger in setup.loggers:
+            if hasattr(logger, "log_results"):  # e.g. W&B: the summary and generalisation table
+                logger.log_results(summary, rows)
+            logger.finalize(summary["status"])
         write_json(run_dir / "summary.json", summary)
     if interrupted is not None:
         raise KeyboardInterrupt from interrupted
