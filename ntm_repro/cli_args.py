@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+
 import difflib
+import os
 import re
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from omegaconf import DictConfig, OmegaConf
@@ -145,3 +148,17 @@ def int_keys_of(cfg: DictConfig | None) -> Callable[[str], bool]:
         return isinstance(value, int) and not isinstance(value, bool)
 
     return is_int_key
+
+
+def check_output_folder(argv: list[str]) -> None:
+    """The folder runs will be written to (``hydra.sweep.dir`` with ``-m``, else
+    ``hydra.run.dir``; by default under ``multirun/``) must be creatable: its nearest
+    existing ancestor must be a writable directory."""
+    sweep = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    target = next((arg.split("=", 1)[1] for arg in argv if arg.startswith(key + "=")), "multirun")
+    path = Path(target).absolute()
+    ancestor = next(p for p in (path, *path.parents) if p.exists())
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "is not a directory" if not ancestor.is_dir() else "is not writable"
+        raise ConfigError(f"cannot write runs to {path}: {ancestor} {problem}; choose another folder with {key}=PATH")

@@ -90,11 +90,25 @@ def test_headline_structured_sweep_on_recall(tmp_path):
         (["train.sequence=64"], "ntm-repro: error: train.sequence=64: no such key in this config; did you mean train.sequences?"),
         (["seed=0-2"], "ntm-repro: error: seed=0-2 is a sweep over 3 values; add -m to run them all"),
         (["+trainer.max_epoch=1", *TINY], "ntm-repro: error: trainer settings rejected by pytorch_lightning.Trainer: "),
+        (["hydra.run.dir=blocker/run"], "ntm-repro: error: cannot write runs to "),
+        (["-m", "seed=0,1", "hydra.sweep.dir=blocker/sweep"], "ntm-repro: error: cannot write runs to "),
     ],
 )
 def test_typos_and_misuse_give_one_line(tmp_path, args, message):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
     result = run_cli(tmp_path, *args)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("ntm-repro: error:")]
     assert len(errors) == 1 and errors[0].startswith(message), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    """The second job's optimizer setting raises inside the job: it is recorded as failed
+    with its reason, the other job completes, and the sweep ends listing the failure."""
+    result = run_cli(tmp_path, "-m", "optimizer.lr=0.001,-1", *TINY, "train.sequences=32", "hydra.sweep.dir=sweep")
+    assert result.returncode == 1
+    ok, bad = summaries(tmp_path / "sweep")
+    assert ok["status"] == "completed"
+    assert bad["status"] == "failed" and "Invalid learning rate: -1" in bad["reason"]
+    assert result.stderr.strip().splitlines()[-1].startswith("ntm-repro: error: 1 run(s) did not complete")

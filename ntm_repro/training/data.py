@@ -1,5 +1,7 @@
-"""Episodes for Lightning: an endless training stream from a seeded ``torch.Generator``
-(its state is saved with checkpoints), and fixed held-out sets for validation and tests."""
+"""Episodes for Lightning: an endless training stream in which batch i is drawn from a
+generator seeded by (seed, i), so a resumed run sees exactly the batches an uninterrupted
+one would (whatever Lightning prefetched before the checkpoint), and fixed held-out sets
+for validation and tests."""
 
 from __future__ import annotations
 
@@ -11,36 +13,50 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ntm_repro.tasks.base import Episode, Task
 
+#: Largest run seed: training batch i of seed s is drawn with generator seed s * 2^32 + i.
+MAX_SEED = 2**31 - 1
 #: Seed of the held-out sets: the same episodes for every run, so seeds and models are
-#: compared on identical data; far from the small seeds that drive training streams.
-HELDOUT_SEED = 2**40 + 20141020
+#: compared on identical data; above every training batch's generator seed.
+HELDOUT_SEED = 2**63 + 20141020
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The generator seed of training batch ``index`` of run ``seed``."""
+    return (seed << 32) + index
 
 
 class EpisodeStream(IterableDataset):
-    """Endless batches ``task.sample(batch_size, generator)``."""
+    """Endless batches ``task.sample(batch_size, generator)``, batch i from its own seed,
+    starting at batch ``start``."""
 
-    def __init__(self, task: Task, batch_size: int, generator: torch.Generator):
-        self.task, self.batch_size, self.generator = task, batch_size, generator
+    def __init__(self, task: Task, batch_size: int, seed: int, start: int = 0):
+        self.task, self.batch_size, self.seed, self.start = task, batch_size, seed, start
 
     def __iter__(self) -> Iterator[Episode]:
+        generator = torch.Generator()
+        index = self.start
         while True:
-            yield self.task.sample(self.batch_size, self.generator)
+            generator.manual_seed(batch_seed(self.seed, index))
+            yield self.task.sample(self.batch_size, generator)
+            index += 1
 
 
 class EpisodeDataModule(pl.LightningDataModule):
     def __init__(self, task: Task, batch_size: int, seed: int):
         super().__init__()
-        self.task, self.batch_size = task, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.task, self.batch_size, self.seed = task, batch_size, seed
+        self.start = 0  # the first batch to draw: the global step a resumed run restarts at
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(EpisodeStream(self.task, self.batch_size, self.generator), batch_size=None, num_workers=0)
+        stream = EpisodeStream(self.task, self.batch_size, self.seed, self.start)
+        return DataLoader(stream, batch_size=None, num_workers=0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        """The batches trained on so far (not those Lightning has prefetched)."""
+        return {"next_batch": self.trainer.global_step if self.trainer is not None else self.start}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        self.start = int(state["next_batch"])
 
 
 def heldout(task: Task, levels: Sequence[Any], batch_size: int, salt: int = 0) -> list[Episode]:

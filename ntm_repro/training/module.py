@@ -4,8 +4,10 @@ evaluated every ``val_every_steps`` steps (and before the first step)."""
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
@@ -28,6 +30,8 @@ class SequenceLearner(pl.LightningModule):
         log_every_steps: int,
         val_every_steps: int,
         reference: Reference | None = None,
+        checkpoint_every_steps: int = 0,
+        checkpoint_path: Path | None = None,
     ):
         super().__init__()
         self.model = model
@@ -37,6 +41,7 @@ class SequenceLearner(pl.LightningModule):
         self.log_every_steps = log_every_steps
         self.val_every_steps = val_every_steps
         self.reference = reference
+        self.checkpoint_every_steps, self.checkpoint_path = checkpoint_every_steps, checkpoint_path
         self._extra: dict[str, float] = {}  # sums of the reference figures over the interval
         # running sums over the logging interval, on the model's device (no per-step sync)
         self.register_buffer("_cost", torch.zeros(()), persistent=False)
@@ -44,6 +49,7 @@ class SequenceLearner(pl.LightningModule):
         self._steps = 0
         self._validated_at: int | None = None
         self._start = time.monotonic()
+        self._elapsed_before = 0.0  # training time of the sessions before a resume
         self.last_metrics: dict[str, float] = {}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -78,12 +84,43 @@ class SequenceLearner(pl.LightningModule):
         if self.global_step == 0:
             self._validate()
 
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._start
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         step = self.global_step
         if step % self.log_every_steps == 0:
             self._log_training()
         if step % self.val_every_steps == 0:
             self._validate()
+        if self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0:
+            self.save_checkpoint()
+
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoint_path`` atomically: a run killed mid-write keeps the previous one."""
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        self.trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The unlogged part of the current interval and the clock, so that a resumed run
+        logs exactly the rows an uninterrupted one would."""
+        checkpoint["interval"] = {
+            "cost": float(self._cost),
+            "errors": float(self._errors),
+            "extra": dict(self._extra),
+            "steps": self._steps,
+            "validated_at": self._validated_at,
+            "elapsed": self._elapsed(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        interval = checkpoint["interval"]
+        self._cost.fill_(interval["cost"])
+        self._errors.fill_(interval["errors"])
+        self._extra = dict(interval["extra"])
+        self._steps, self._validated_at = interval["steps"], interval["validated_at"]
+        self._elapsed_before = interval["elapsed"]
 
     def on_train_end(self) -> None:
         """Close the last, possibly partial, interval: the curve ends where training ended."""
@@ -108,7 +145,7 @@ class SequenceLearner(pl.LightningModule):
         self._validated_at = self.global_step
 
     def _log(self, split: str, values: dict[str, float]) -> None:
-        metrics = {"sequences": self.sequences_seen, "time_s": round(time.monotonic() - self._start, 3)}
+        metrics = {"sequences": self.sequences_seen, "time_s": round(self._elapsed(), 3)}
         metrics.update({f"{split}/{k}": v for k, v in values.items()})
         self.last_metrics.update({f"{split}/{k}": v for k, v in values.items()})
         for logger in self.loggers:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,11 +20,12 @@ from ntm_repro.errors import ConfigError, positive
 from ntm_repro.models.factory import build_model, count_parameters
 from ntm_repro.models.ntm import NTM
 from ntm_repro.tasks.base import Task
-from ntm_repro.training.data import EpisodeDataModule, heldout
+from ntm_repro.training.data import MAX_SEED, EpisodeDataModule, heldout
 from ntm_repro.training.instantiate import build_task, instantiate_checked
 from ntm_repro.training.evaluation import generalisation_rows, write_attention
 from ntm_repro.training.module import SequenceLearner, TrainingDiverged
 from ntm_repro.training.progress import SequenceProgress
+from ntm_repro.training.resume import ResumePlan, plan_resume
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
 
 
@@ -50,16 +52,17 @@ def build_optimizer(optimizer_cfg: DictConfig):
     return factory
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, task: Task) -> list:
+def build_loggers(cfg: DictConfig, run_dir: Path, task: Task, resume_step: int | None = None) -> list:
     """Instantiate every entry of ``cfg.logger`` (a mapping of named loggers; empty for
-    ``logger=none``), each given the run folder."""
+    ``logger=none``), each given the run folder; a resumed CSV log keeps its rows up to
+    ``resume_step``."""
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
         if spec is None:
             continue
         extra = {"save_dir": str(run_dir)}
         if name == "csv":
-            extra["extra_columns"] = list(getattr(task, "extra_metrics", ()))
+            extra.update(extra_columns=list(task.extra_metrics), keep_until_step=resume_step)
         loggers.append(instantiate_checked(spec, **extra))
     return loggers
 
@@ -79,14 +82,16 @@ class Setup:
     test_batch_size: int
 
 
-def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
+def build_setup(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> Setup:
     """Check the config and build task, model, optimizer, loggers and trainer; every
     problem found here is a ConfigError (one line naming the key)."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed!r}: must be a non-negative integer")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed!r}: must be an integer from 0 to {MAX_SEED}")
     batch_size = positive(cfg.train.batch_size, "train.batch_size")
     max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
     test_batch_size = positive(cfg.train.test_batch_size, "train.test_batch_size")
+    every = cfg.train.get("checkpoint_every") or 0
+    checkpoint_every = _steps(every, batch_size, "train.checkpoint_every") if every else 0
     torch.set_num_threads(positive(cfg.threads, "threads"))
     pl.seed_everything(cfg.seed, verbose=False)
     task: Task = build_task(cfg.task)
@@ -102,8 +107,10 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
         log_every_steps=_steps(cfg.train.log_every, batch_size, "train.log_every"),
         val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
         reference=task.reference_metrics if task.extra_metrics else None,
+        checkpoint_every_steps=checkpoint_every,
+        checkpoint_path=run_dir / "last.ckpt",
     )
-    loggers = build_loggers(cfg, run_dir, task)
+    loggers = build_loggers(cfg, run_dir, task, resume_step)
     try:
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -160,6 +167,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     _quiet_lightning()
+    plan = plan_resume(cfg, run_dir) if cfg.get("resume") else ResumePlan()
+    if plan.finished is not None:
+        return {**plan.finished, "skipped": True}
     summary: dict[str, Any] = {
         "status": "running",
         "reason": None,
@@ -175,7 +185,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     write_config(run_dir, cfg)
     start = time.monotonic()
     try:
-        setup = build_setup(cfg, run_dir)
+        setup = build_setup(cfg, run_dir, plan.step)
     except ConfigError as error:
         summary.update(status="failed", reason=str(error))
         write_json(run_dir / "summary.json", summary)
@@ -185,12 +195,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         write_json(run_dir / "summary.json", summary)
         raise
     summary.update(num_parameters=count_parameters(setup.model), level_name=setup.task.level_name)
+    if plan.checkpoint is not None:
+        summary["resumed_from_sequences"] = plan.step * setup.batch_size
     write_json(run_dir / "summary.json", summary)
 
     trainer, learner = setup.trainer, setup.learner
     interrupted = None
     try:
-        trainer.fit(learner, datamodule=setup.datamodule)
+        trainer.fit(learner, datamodule=setup.datamodule, ckpt_path=plan.checkpoint)
         if trainer.global_step >= setup.max_steps:
             summary["status"] = "completed"
         else:
@@ -198,7 +210,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     except TrainingDiverged as error:
         summary.update(status="diverged", reason=str(error))
     except (KeyboardInterrupt, SystemExit) as error:
-        summary.update(status="interrupted", reason="interrupted by the user")
+        by = "SIGTERM" if isinstance(error, SIGTERMException) else "the user"
+        summary.update(status="interrupted", reason=f"stopped by {by}; resume=true continues from last.ckpt")
         interrupted = error
     except Exception as error:  # recorded in summary.json and traceback.txt, never lost
         _record_failure(summary, run_dir, error)

@@ -1,0 +1,255 @@
+"""Weights & Biases logging (``logger=wandb`` or ``logger=csv_wandb``), offline by default.
+
+One W&B run per training run: the resolved config as the run config, every metrics row
+(``train/*``, ``val/*`` against ``sequences``), and at the end the summary (status,
+parameter count, final metrics) and the generalisation test as a table. The W&B files go
+to ``<run folder>/wandb/``; an offline run is uploaded later with
+``wandb sync <run folder>/wandb/offline-run-*``. Jobs of one ``-m`` sweep share a group,
+the name of the sweep folder.
+
+``wandb`` is imported only when this logger is built, so ``ntm-repro`` starts as fast
+without it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from pytorch_lightning.loggers.logger import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from ntm_repro.errors import ConfigError
+
+MODES = ("offline", "online", "disabled")
+_LEGACY_MODES = {"dryrun": "offline", "run": "online"}  # older spellings WANDB_MODE accepts
+_SUMMARY_KEYS = ("status", "reason", "num_parameters", "sequences_seen", "steps", "wall_time_s", "level_name")
+ONLINE_FIX = "logger.wandb.mode=online needs `wandb login` (or WANDB_API_KEY) and network; use logger.wandb.mode=offline and `wandb sync` later"
+
+_open_runs: list[Any] = []  # runs of this process not finished yet (a job that failed before training)
+
+
+def _read_config(save_dir: str) -> dict[str, Any]:
+    """The resolved config that run.py writes to the run folder before building loggers."""
+    path = Path(save_dir) / "config.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return config if isinstance(config, dict) else {}
+
+
+def _default_name(config: Mapping[str, Any]) -> str | None:
+    model, task = (config.get("model") or {}).get("name"), (config.get("task") or {}).get("name")
+    if model is None or task is None or config.get("seed") is None:
+        return None
+    return f"{model}_{task}_s{config['seed']}"
+
+
+def sweep_group(save_dir: str | None = None) -> str | None:
+    """The name of the sweep folder when running under ``ntm-repro -m``, else None (a single
+    run, or no Hydra at all, e.g. ``train()`` called from a test).
+
+    Read from the job's own output folder (``<sweep dir>/<subdir>``) rather than by
+    re-resolving ``hydra.sweep.dir``, whose ``${now:...}`` a job in another process
+    (joblib, submitit) could resolve to another second."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return None
+        output = Path(str(hydra_cfg.runtime.output_dir))
+        depth = len(Path(str(hydra_cfg.sweep.subdir)).parts)
+        if depth and len(output.parts) > depth:
+            return output.parents[depth - 1].name
+        return Path(str(hydra_cfg.sweep.dir)).name
+    except Exception:  # noqa: BLE001 - a missing group must never stop a run
+        return None
+
+
+def _mode(mode: Any) -> str:
+    mode = _LEGACY_MODES.get(str(mode).lower(), str(mode).lower()) if mode is not None else "offline"
+    if mode not in MODES:
+        raise ConfigError(f"logger.wandb.mode={mode!r}: unknown; choose one of {', '.join(MODES)}")
+    return mode
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _scalar(value: Any) -> Any:
+    """Plain Python numbers for W&B (tensors and numpy scalars included)."""
+    if hasattr(value, "item"):
+        try:
+            value = value.item()
+        except (TypeError, ValueError, RuntimeError):
+            return value
+    return value
+
+
+class WandbLogger(Logger):
+    """A Lightning logger writing one W&B run per training run (``wandb`` used directly).
+
+    ``mode`` ``offline`` (the default: no account, no network; ``wandb sync`` uploads
+    later), ``online`` (needs ``wandb login``) or ``disabled``. ``group`` None means the
+    sweep folder's name under ``-m`` and no group otherwise; ``name`` None means
+    ``<model>_<task>_s<seed>`` from the run folder's ``config.yaml``.
+    """
+
+    def __init__(
+        self,
+        save_dir: str,
+        project: str = "ntm-repro",
+        entity: str | None = None,
+        mode: str = "offline",
+        group: str | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        init_timeout: float = 60.0,
+    ):
+        super().__init__()
+        self._save_dir = str(save_dir)
+        self._mode = _mode(mode)
+        self._config = _read_config(self._save_dir)
+        self._name = name or _default_name(self._config)
+        self._group = group or sweep_group(self._save_dir)
+        self._results_logged = False
+        self._run = self._init_run(
+            project=project or "ntm-repro",
+            entity=entity,
+            tags=[str(tag) for tag in (tags or [])],
+            init_timeout=float(init_timeout),
+        )
+
+    def _init_run(self, project: str, entity: str | None, tags: list[str], init_timeout: float) -> Any:
+        import wandb
+
+        while _open_runs:  # left open by an earlier job of this process that failed before training
+            try:
+                _open_runs.pop().finish(exit_code=1)
+            except Exception:  # noqa: BLE001
+                pass
+        settings = dict(
+            silent=True,  # no banners, no "View run at" lines
+            console="off",  # our stderr stays ours (no output.log capture)
+            x_disable_stats=True,  # no system-metrics sampling thread
+            save_code=False,
+            init_timeout=init_timeout,
+        )
+        if self._mode == "online":
+            # wandb.init would prompt for an API key on a terminal and wait: check first.
+            wandb.setup(settings=wandb.Settings(silent=True, mode="online"))
+            if not wandb.login(prompt=False, verify=False):
+                raise ConfigError(ONLINE_FIX)
+        wandb_dir = Path(self._save_dir)
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run = wandb.init(
+                project=project,
+                entity=entity,
+                dir=str(wandb_dir),
+                mode=self._mode,
+                group=self._group,
+                name=self._name,
+                tags=tags,
+                config=self._config,
+                reinit="create_new",  # each job of a sweep is its own run, even in one process
+                settings=wandb.Settings(**settings),
+            )
+        except Exception as error:  # noqa: BLE001 - e.g. no login, no network, a bad entity
+            hint = ONLINE_FIX if self._mode == "online" else "or use logger=csv"
+            raise ConfigError(f"logger.wandb: wandb.init failed ({_one_line(error)}); {hint}") from None
+        if self._mode != "disabled":
+            run.define_metric("sequences")
+            for pattern in ("train/*", "val/*", "time_s", "step"):
+                run.define_metric(pattern, step_metric="sequences")
+        _open_runs.append(run)
+        return run
+
+    @property
+    def name(self) -> str:
+        return "wandb"
+
+    @property
+    def version(self) -> str:
+        return getattr(self._run, "id", "") or ""
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def group(self) -> str | None:
+        return self._group
+
+    @property
+    def run_name(self) -> str | None:
+        return self._name
+
+    @property
+    def experiment(self) -> Any:
+        """The ``wandb`` run (e.g. for ``logger.experiment.log``)."""
+        return self._run
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The resolved config is already the run's config (read from ``config.yaml``)."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._run is None:
+            return
+        row = {key: _scalar(value) for key, value in metrics.items()}
+        if step is not None:
+            row["step"] = step
+        self._run.log(row)
+
+    @rank_zero_only
+    def log_results(self, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
+        """Called by ``train`` once the run has ended: the summary (status, parameter count,
+        final metrics) into the W&B run summary, the generalisation rows as a table. A W&B
+        problem here is reported on one line and never costs the run folder its summary."""
+        self._results_logged = True
+        if self._run is None:
+            return
+        try:
+            import wandb
+
+            values = {key: summary.get(key) for key in _SUMMARY_KEYS if key in summary}
+            for key, value in (summary.get("final") or {}).items():
+                value = _scalar(value)
+                if not (isinstance(value, float) and not math.isfinite(value)):
+                    values[f"final/{key}"] = value
+            self._run.summary.update(values)
+            if summary.get("versions"):
+                self._run.config.update({"versions": dict(summary["versions"])}, allow_val_change=True)
+            if rows:
+                columns = list(dict.fromkeys(key for row in rows for key in row))
+                data = [[_scalar(row.get(column)) for column in columns] for row in rows]
+                self._run.log({"generalisation": wandb.Table(columns=columns, data=data)})
+        except Exception as error:  # noqa: BLE001
+            print(f"ntm-repro: warning: W&B results not logged ({_one_line(error)})", file=sys.stderr)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Finish the W&B run (exit code 0 for ``completed``, 1 otherwise), once ``train``
+        has logged the results. Lightning's own ``finalize`` at the end of ``fit`` comes
+        before that and is ignored, so the results still reach this run."""
+        if self._run is None or not self._results_logged:
+            return
+        run, self._run = self._run, None
+        if run in _open_runs:
+            _open_runs.remove(run)
+        try:
+            run.finish(exit_code=0 if status == "completed" else 1)
+        except Exception as error:  # noqa: BLE001
+            print(f"ntm-repro: warning: W&B run not finished cleanly ({_one_line(error)})", file=sys.stderr)
