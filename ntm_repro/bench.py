@@ -1,9 +1,12 @@
-"""Training throughput benchmark: sequences per second of a full optimisation step
-(forward, backward, element-wise clipping, optimiser) on fixed-length episodes.
+"""Throughput benchmark: training sequences per second of a full optimisation step
+(forward, backward, element-wise clipping, optimiser) on fixed-length episodes, evaluation
+sequences per second, the memory autograd keeps for backward, and (``--lightning-steps``)
+the overhead of running the same steps through Lightning's Trainer.
 
     python -m ntm_repro.bench                       # LSTM-NTM, copy length 20, batch 1 and 32
     python -m ntm_repro.bench --models ntm lstm --batch-sizes 1 8 32 --threads 1 2 --csv out.csv
     python -m ntm_repro.bench --models ntm ntm1 ntm2 ntm3 --task recall --level 6 --repeat 3
+    python -m ntm_repro.bench --batch-sizes 32 --lightning-steps 60 --device cuda
 
 "vs first" is each model's time per sequence relative to the first model listed (same
 batch size and threads), the ratio to compare on a noisy machine.
@@ -19,14 +22,20 @@ import statistics
 import sys
 import time
 
+from functools import partial
+
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, IterableDataset
 
 from ntm_repro.models.factory import build_model
+from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
-from ntm_repro.training.run import compile_time_step
+from ntm_repro.training.module import SequenceLearner
+from ntm_repro.training.run import compile_time_step, quiet_lightning
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
@@ -34,35 +43,102 @@ def load_config(model: str, task: str, controller: str, overrides: list[str]) ->
         return compose("config", overrides=[f"model={model}", f"task={task}", f"controller={controller}", *overrides])
 
 
-def train_rate(cfg: DictConfig, batch_size: int, level: int, seconds: float, warmup: int = 3, compile_step: bool = False) -> float:
-    """Training sequences per second at one task level (e.g. copy length). With
-    ``compile_step`` the NTM's per-time-step function goes through ``torch.compile`` (its
-    shapes do not depend on the sequence length, so lengths never recompile); the compile
-    time is printed, not counted."""
-    torch.manual_seed(0)
-    task = build_task(cfg.task)
-    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
-    if compile_step:
-        compile_time_step(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
-    episode = task.episode(batch_size, level, torch.Generator().manual_seed(0))
+class Bench:
+    """One model on one fixed episode: timed training steps (forward, backward, element-wise
+    clipping, Adam), evaluation passes, and the memory autograd keeps for backward."""
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        cost_nats(model(episode.inputs), episode).backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 10.0)
-        optimizer.step()
+    def __init__(self, cfg: DictConfig, batch_size: int, level: str, device: str, compile_step: bool = False):
+        torch.manual_seed(0)
+        self.task = build_task(cfg.task)
+        self.model = build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device)
+        if compile_step:
+            compile_time_step(self.model)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, foreach=True)
+        episode = self.task.episode(batch_size, self.task.parse_level(level), torch.Generator().manual_seed(0))
+        self.episode = Episode(*(tensor.to(device) for tensor in episode))
+        self.batch_size, self.device = batch_size, torch.device(device)
 
-    start = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    if compile_step:
-        print(f"compile and {warmup} warm-up steps: {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        steps += 1
-    return steps * batch_size / (time.perf_counter() - start)
+    def step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        cost_nats(self.model(self.episode.inputs), self.episode).backward()
+        torch.nn.utils.clip_grad_value_(self.model.parameters(), 10.0)
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def forward(self) -> None:
+        self.model(self.episode.inputs)
+
+    def rate(self, work, seconds: float, warmup: int = 3) -> float:
+        """Sequences per second of ``work`` (called repeatedly for ``seconds``)."""
+        for _ in range(warmup):
+            work()
+        self._sync()
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            work()
+            calls += 1
+        self._sync()
+        return calls * self.batch_size / (time.perf_counter() - start)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def saved_for_backward_mb(self) -> float:
+        """Megabytes of distinct tensors autograd saves for backward in one training forward
+        pass: the memory that grows with sequence length and batch size."""
+        seen: dict[tuple, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            storage = tensor.untyped_storage()
+            seen[(storage.data_ptr(), tensor.device)] = storage.nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            cost_nats(self.model(self.episode.inputs), self.episode)
+        return sum(seen.values()) / 2**20
+
+    def lightning_rate(self, steps: int, trainer_cfg: DictConfig) -> float:
+        """Sequences per second of the same steps through Lightning's Trainer and our
+        module (its metric bookkeeping included), without logging or validation."""
+        learner = SequenceLearner(
+            self.model, partial(torch.optim.Adam, lr=1e-4, foreach=True), [self.episode], self.batch_size,
+            log_every_steps=steps + 1, val_every_steps=steps + 1,
+        )
+        learner.on_train_start = lambda: None  # no validation before the first step
+        learner.on_train_end = lambda: None
+        trainer = pl.Trainer(
+            **OmegaConf.to_container(trainer_cfg, resolve=True), max_steps=steps, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            num_sanity_val_steps=0, limit_val_batches=0,
+        )
+        clock = StepClock(warmup=3)
+        trainer.callbacks.append(clock)
+        trainer.fit(learner, train_dataloaders=DataLoader(Repeat(self.episode), batch_size=None))
+        self._sync()
+        return (steps - clock.warmup) * self.batch_size / (time.perf_counter() - clock.start)
+
+
+class StepClock(pl.Callback):
+    """Starts the clock after ``warmup`` steps (Trainer set-up is not per-step overhead)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start = warmup, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+
+class Repeat(IterableDataset):
+    """The same episode, endlessly."""
+
+    def __init__(self, episode: Episode):
+        self.episode = episode
+
+    def __iter__(self):
+        while True:
+            yield self.episode
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,31 +146,56 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["ntm"])
     parser.add_argument("--task", default="copy")
     parser.add_argument("--controller", default="lstm")
-    parser.add_argument("--level", type=int, default=20, help="task level, e.g. copy length (default 20)")
+    parser.add_argument("--level", default="20", help="task level, e.g. copy length 20 or repeat copy 10x5 (default 20)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
     parser.add_argument("--compile", action="store_true", help="torch.compile the NTM's time step (NTM models only)")
+    parser.add_argument("--lightning-steps", type=int, default=0, help="also time this many steps through the Trainer")
     parser.add_argument("--repeat", type=int, default=1, help="timed rounds per configuration (median reported)")
     parser.add_argument("--csv", help="also write the figures to this CSV file")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.memory.locations=64")
     args = parser.parse_args(argv)
+    if 0 < args.lightning_steps <= 3:
+        parser.error("--lightning-steps: give more than 3 (the first 3 steps are warm-up)")
+    quiet_lightning()
 
     configs = [(model, threads, batch) for model in args.models for threads in args.threads for batch in args.batch_sizes]
     cfgs = {model: load_config(model, args.task, args.controller, args.overrides) for model in args.models}
-    rates: dict[tuple, list[float]] = {c: [] for c in configs}
+    figures: dict[tuple, dict[str, list[float]]] = {c: {} for c in configs}
     for _ in range(args.repeat):  # round robin, so that a noisy machine disturbs every figure alike
         for model, threads, batch in configs:
             torch.set_num_threads(threads)
-            rates[(model, threads, batch)].append(train_rate(cfgs[model], batch, args.level, args.seconds, compile_step=args.compile))
+            start = time.perf_counter()
+            bench = Bench(cfgs[model], batch, args.level, args.device, compile_step=args.compile)
+            measured = {"train": bench.rate(bench.step, args.seconds)}
+            if args.compile:
+                print(f"{model} batch {batch}: compile and timing {time.perf_counter() - start:.1f} s", file=sys.stderr)
+            measured["eval"] = bench.rate(bench.forward, args.seconds)
+            measured["saved_mb"] = bench.saved_for_backward_mb()
+            if args.lightning_steps:
+                measured["lightning"] = bench.lightning_rate(args.lightning_steps, cfgs[model].trainer)
+            for name, value in measured.items():
+                figures[(model, threads, batch)].setdefault(name, []).append(value)
+
     rows = []
-    print(f"{'model':<12}{'task':<8}{'level':>6}{'batch':>7}{'threads':>9}{'train seq/s':>14}{'vs first':>10}")
+    header = f"{'model':<12}{'task':<14}{'level':>6}{'batch':>6}{'threads':>8}{'train seq/s':>13}{'vs first':>9}{'eval seq/s':>12}{'saved MB':>10}"
+    print(header + (f"{'Lightning':>11}" if args.lightning_steps else ""))
     for model, threads, batch in configs:
-        rate = statistics.median(rates[(model, threads, batch)])
-        first = statistics.median(rates[(args.models[0], threads, batch)])
-        rows.append(dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads,
-                         train_seq_per_s=round(rate, 2), time_vs_first_model=round(first / rate, 3)))
-        print(f"{model:<12}{args.task:<8}{args.level:>6}{batch:>7}{threads:>9}{rate:>14.1f}{first / rate:>9.2f}x")
+        median = {name: statistics.median(values) for name, values in figures[(model, threads, batch)].items()}
+        first = statistics.median(figures[(args.models[0], threads, batch)]["train"])
+        row = dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads, device=args.device,
+                   compiled=args.compile, train_seq_per_s=round(median["train"], 2), time_vs_first_model=round(first / median["train"], 3),
+                   eval_seq_per_s=round(median["eval"], 2), saved_for_backward_mb=round(median["saved_mb"], 2))
+        line = (f"{model:<12}{args.task:<14}{args.level:>6}{batch:>6}{threads:>8}{median['train']:>13.1f}{first / median['train']:>8.2f}x"
+                f"{median['eval']:>12.1f}{median['saved_mb']:>10.1f}")
+        if args.lightning_steps:
+            overhead = 1 - median["lightning"] / median["train"]
+            row.update(lightning_seq_per_s=round(median["lightning"], 2), lightning_overhead=round(overhead, 3))
+            line += f"{overhead:>10.0%}"
+        rows.append(row)
+        print(line)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

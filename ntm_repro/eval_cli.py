@@ -22,23 +22,9 @@ from ntm_repro.errors import ConfigError
 from ntm_repro.tasks.base import Task
 
 
-def parse_level(text: str, task: Task) -> Any:
-    """A level as the task counts it: an integer, or a ``AxB`` pair where the task's levels are pairs."""
-    pair = isinstance(task.train_levels[0], tuple)
-    parts = text.lower().split("x")
-    try:
-        numbers = tuple(int(part) for part in parts)
-    except ValueError:
-        numbers = ()
-    if len(numbers) != (2 if pair else 1) or min(numbers) < 1:
-        example = "10x20" if pair else "10"
-        raise ConfigError(f"level {text!r}: task {task.name} counts its levels in {task.level_name}; give e.g. {example}")
-    return numbers if pair else numbers[0]
-
-
 def checked_levels(texts: list[str], task: Task) -> list[Any]:
     """Parsed levels, each tried on one episode so an impossible one fails here, in one line."""
-    levels = [parse_level(text, task) for text in texts]
+    levels = [task.parse_level(text) for text in texts]
     for level, text in zip(levels, texts):
         try:
             task.episode(1, level, torch.Generator().manual_seed(0))

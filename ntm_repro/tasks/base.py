@@ -55,6 +55,19 @@ class Task:
         """How ``level`` is written in generalisation.csv."""
         return level
 
+    def parse_level(self, text: str) -> Any:
+        """A level from the command line: an integer, or ``AxB`` where the task's levels
+        are pairs (repeat copy); a ConfigError for anything else."""
+        pair = isinstance(self.train_levels[0], tuple)
+        try:
+            numbers = tuple(int(part) for part in str(text).lower().split("x"))
+        except ValueError:
+            numbers = ()
+        if len(numbers) != (2 if pair else 1) or min(numbers) < 1:
+            example = "10x20" if pair else "10"
+            raise ConfigError(f"level {text!r}: task {self.name} counts its levels in {self.level_name}; give e.g. {example}")
+        return numbers if pair else numbers[0]
+
     def items_to_store(self, level: Any) -> int | None:
         """How many things an episode of ``level`` asks the memory to hold (one location
         each at least), or None when the task stores no items."""

@@ -29,7 +29,7 @@ from ntm_repro.training.resume import ResumePlan, plan_resume
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Lightning's start-up banners and its own deprecation notices say nothing about the run."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -166,7 +166,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     Raises :class:`ConfigError` (after recording it) for configurations that cannot run.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    _quiet_lightning()
+    quiet_lightning()
     plan = plan_resume(cfg, run_dir) if cfg.get("resume") else ResumePlan()
     if plan.finished is not None:
         return {**plan.finished, "skipped": True}
