@@ -1,0 +1,1 @@
+"""``ntm-repro-report``: run folders -> tidy frames -> statistics -> figures, tables -> PDF."""

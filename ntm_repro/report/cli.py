@@ -1,0 +1,72 @@
+"""``ntm-repro-report``: read run folders (a sweep, several sweeps, single runs) and write
+``DIR/NAME.pdf`` with its figures as PNG and its tables as CSV in ``DIR/NAME/``.
+
+    ntm-repro-report multirun/2026-01-01_12-00-00
+    ntm-repro-report multirun/sweep_a multirun/sweep_b --name structured --out reports
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ntm_repro.report.read import NoRuns, read_runs
+from ntm_repro.report.stats import Criteria
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"ntm-repro-report: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be positive")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    defaults = Criteria()
+    parser = argparse.ArgumentParser(
+        prog="ntm-repro-report",
+        description="Read run folders (a sweep, several sweeps, single runs) and write DIR/NAME.pdf, "
+        "with its figures as PNG and its tables as CSV in DIR/NAME/.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="sweep or run folders (searched recursively)")
+    parser.add_argument("--name", help="report name (default: the first path's folder name)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR", help="output folder (default: reports)")
+    parser.add_argument(
+        "--criterion", type=_positive, default=defaults.bit_errors,
+        help="converged: validation bit errors per sequence below this to the end of the run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--outlier-factor", type=_positive, default=defaults.outlier_factor,
+        help="loss outlier: cost above this times the post-criterion median cost (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        reading = read_runs(args.paths)
+    except NoRuns as error:
+        _fail(str(error), 2)
+    from ntm_repro.report.pdf import write_report  # matplotlib and seaborn load only when there is something to draw
+
+    name = args.name or Path(args.paths[0]).resolve().name
+    criteria = Criteria(args.criterion, args.outlier_factor, args.seed)
+    try:
+        writer = write_report(reading, criteria, args.out, name, args.paths)
+    except OSError as error:  # e.g. an output folder that cannot be written
+        _fail(str(error), 1)
+    skipped = int((reading.issues["handling"] == "skipped").sum())
+    print(f"{writer.pdf_path}: {writer.pages} pages from {len(reading.runs)} runs ({skipped} skipped); "
+          f"figures and tables in {writer.folder}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Text and table pages: what was run (the first page) and the summary tables, flowed onto
+as many A4 pages as they need."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass
+from datetime import datetime
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
+
+from ntm_repro.report.figures import PAGE
+from ntm_repro.report.read import Reading
+from ntm_repro.report.stats import Criteria
+
+MARGIN = 0.45  # inches
+POINT = 1 / 72  # inches
+TABLE_FONT = 8.5
+CELL_PAD = 4.0  # points each side of a cell's text
+HEADER_WRAP = 16  # characters per line in a column title
+_measure = TextToPath()
+
+
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    """Width in points of ``text`` (its longest line) in the default font (rendering
+    at screen resolution can be up to 10% wider)."""
+    font = FontProperties(size=size, weight="bold" if bold else "normal")
+    return max(_measure.get_text_width_height_descent(line, font, ismath=False)[0] for line in text.split("\n"))
+
+
+@dataclass
+class Text:
+    """Paragraphs, each wrapped to the page width."""
+
+    paragraphs: list[str]
+    size: float = 9.5
+    weight: str = "normal"
+    family: str = "sans-serif"
+    space_before: float = 0.0  # inches
+
+    def lines(self) -> list[str]:
+        width = int((PAGE[0] - 2 * MARGIN) / (self.size * POINT * (0.6 if self.family == "monospace" else 0.5)))
+        return [line for p in self.paragraphs for line in textwrap.wrap(p, width, subsequent_indent="    ") or [""]]
+
+    def line_height(self) -> float:
+        return self.size * POINT * 1.45
+
+
+def _heading(text: str, size: float = 11) -> Text:
+    return Text([text], size=size, weight="bold", space_before=0.12)
+
+
+@dataclass
+class Table:
+    """A frame of strings, cells wrapped at ``wrap`` characters; split across pages by
+    rows with the header repeated, its font shrunk if needed to fit the page width."""
+
+    frame: pd.DataFrame
+    wrap: int = 40
+
+    def __post_init__(self) -> None:
+        self.header = ["\n".join(textwrap.wrap(str(c), HEADER_WRAP)) for c in self.frame.columns]
+        self.rows = [
+            ["\n".join(textwrap.wrap(str(v), self.wrap)) for v in row] for row in self.frame.itertuples(index=False)
+        ]
+        widths = self.widths(TABLE_FONT)
+        self.font = TABLE_FONT * min(1.0, (PAGE[0] - 2 * MARGIN) / POINT / sum(widths))
+
+    def widths(self, size: float) -> list[float]:
+        """Each column's width in points at font ``size``."""
+        return [
+            max([_text_width(title, size, bold=True)] + [_text_width(row[i], size) for row in self.rows]) * 1.1
+            + 2 * CELL_PAD
+            for i, title in enumerate(self.header)
+        ]
+
+    def height(self, row: list[str]) -> float:
+        """A row's height in inches."""
+        return (max(cell.count("\n") for cell in row) + 1) * self.font * POINT * 1.35 + 0.08
+
+
+def _draw_table(fig: Figure, table: Table, rows: list[list[str]], top: float) -> float:
+    """Draw ``rows`` of ``table`` under its header from ``top`` (inches from the page top);
+    returns the height used."""
+    heights = [table.height(table.header)] + [table.height(row) for row in rows]
+    widths = [w * POINT for w in table.widths(table.font)]
+    total = sum(heights)
+    page_width, page_height = PAGE
+    box = [MARGIN / page_width, 1 - (top + total) / page_height, sum(widths) / page_width, total / page_height]
+    ax = fig.add_axes(box)
+    ax.axis("off")
+    drawn = ax.table(cellText=rows, colLabels=table.header, cellLoc="left", bbox=[0, 0, 1, 1])
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(table.font)
+    for (row, column), cell in drawn.get_celld().items():
+        cell.set_height(heights[row] / total)
+        cell.set_width(widths[column] / sum(widths))
+        cell.PAD = CELL_PAD * POINT / widths[column]
+        cell.set_edgecolor("0.75")
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("0.92")
+    return total
+
+
+def flow(blocks: list[Text | Table]) -> list[Figure]:
+    """Lay ``blocks`` out top to bottom, starting a new page when one is full."""
+    bottom = PAGE[1] - MARGIN
+    pages: list[Figure] = []
+    top = math.inf
+
+    def room(height: float) -> None:
+        nonlocal top
+        if top + height > bottom:
+            pages.append(plt.figure(figsize=PAGE))
+            top = MARGIN
+
+    for block in blocks:
+        if isinstance(block, Text):
+            top += block.space_before
+            for line in block.lines():
+                room(block.line_height())
+                pages[-1].text(MARGIN / PAGE[0], 1 - top / PAGE[1], line, va="top", size=block.size,
+                               weight=block.weight, family=block.family)
+                top += block.line_height()
+            continue
+        rows = block.rows
+        while rows:
+            room(block.height(block.header) + block.height(rows[0]))
+            space, fitting = bottom - top - block.height(block.header), 1
+            while fitting < len(rows) and sum(map(block.height, rows[: fitting + 1])) <= space:
+                fitting += 1
+            top += _draw_table(pages[-1], block, rows[:fitting], top) + 0.1
+            rows = rows[fitting:]
+    return pages
+
+
+def _format(value: float, spec: str = ".3g") -> str:
+    """A number for a table: '-' if missing, ∞ for a median that never converged."""
+    if pd.isna(value):
+        return "-"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return format(value, spec)
+
+
+def _ranges(frame: pd.DataFrame, centre: str, low: str, high: str, spec: str = ".3g") -> list[str]:
+    """'centre [low, high]' from three columns of ``frame``; '-' where there is no centre."""
+    return [
+        "-" if pd.isna(c) else f"{_format(c, spec)} [{_format(lo, spec)}, {_format(hi, spec)}]"
+        for c, lo, hi in frame[[centre, low, high]].itertuples(index=False)
+    ]
+
+
+def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str]) -> list[Text | Table]:
+    """The first page: what was run, with what code, what was read and how it was judged."""
+    runs, issues = reading.runs, reading.issues
+    skipped = int((issues["handling"] == "skipped").sum())
+    started = runs["started"].dropna()
+    commits = runs["commit"].fillna("unknown").value_counts()
+    groups = runs.groupby(["task", "label"], sort=False).size()
+    facts = [
+        f"Made {datetime.now():%Y-%m-%d %H:%M} from {', '.join(paths)}. {reading.folders_found} run folder(s) found: "
+        f"{len(runs)} read, {skipped} skipped.",
+        f"Runs started {started.min():%Y-%m-%d %H:%M} to {started.max():%Y-%m-%d %H:%M}." if len(started) else "",
+        "Code: " + ", ".join(f"commit {commit} ({count} runs)" for commit, count in commits.items()) + ".",
+        "Runs per task and model: " + "; ".join(f"{task} / {label}: {n}" for (task, label), n in groups.items()) + ".",
+    ]
+    if reading.varying:
+        facts.append(
+            f"Runs that differ in {', '.join(reading.varying)} (seed aside) are told apart by those overrides, "
+            "in brackets after the model."
+        )
+    blocks: list[Text | Table] = [
+        Text([f"ntm-repro report: {name}"], size=16, weight="bold"),
+        Text([fact for fact in facts if fact]),
+        _heading("What was run (Hydra's record of each command line)"),
+        Text(reading.commands or ["(no Hydra record found)"], size=8.5, family="monospace"),
+        _heading("How runs are judged"),
+        Text(criteria.describe() + [f"Set with {criteria.options()}."]),
+        _heading(f"Runs skipped or read with a caveat ({len(issues)})"),
+    ]
+    if issues.empty:
+        return blocks + [Text(["Every run folder was read without a caveat."])]
+    return blocks + [Table(issues, wrap=90)]
+
+
+def summary_table(groups: pd.DataFrame, criteria: Criteria) -> pd.DataFrame:
+    """Per task and model, as shown on the page."""
+    return pd.DataFrame(
+        {
+            "task": groups["task"],
+            "model": groups["label"],
+            "converged / runs": [f"{c} / {n}" for c, n in zip(groups["converged"], groups["runs"])],
+            "reached, not held": groups["reached_not_held"],
+            "sequences to converge, median [range]": _ranges(
+                groups, "seq_to_converge_median", "seq_to_converge_min", "seq_to_converge_max", ",.0f"
+            ),
+            f"loss outliers (>{criteria.outlier_factor:g}x median), runs": [
+                f"{o} ({r})" for o, r in zip(groups["outliers"], groups["runs_with_outliers"])
+            ],
+            **{
+                f"final val {title}, median [IQR]": _ranges(groups, *(f"final_{metric}_{q}" for q in ("median", "q1", "q3")))
+                for metric, title in (("cost_bits", "cost (bits)"), ("bit_errors", "bit errors"))
+            },
+            "n final": groups["final_runs"],
+        }
+    )
+
+
+def comparison_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairwise model comparisons within a task, as shown on the page."""
+    return pd.DataFrame(
+        {
+            "task": pairs["task"],
+            "first": pairs["first"],
+            "second": pairs["second"],
+            "n (converged)": [
+                f"{row.n_first} ({row.converged_first}) vs {row.n_second} ({row.converged_second})"
+                for row in pairs.itertuples(index=False)
+            ],
+            "Mann-Whitney U": pairs["u"].map(lambda u: f"{u:g}"),
+            "p (method)": [f"{p:.3g} ({m})" for p, m in zip(pairs["p"], pairs["method"])],
+            "difference of medians [95% CI], sequences": _ranges(pairs, "median_difference", "ci_low", "ci_high", ",.0f"),
+        }
+    )
+
+
+def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria) -> list[Text | Table]:
+    """The summary tables' blocks (the comparisons only if some task has two models)."""
+    blocks: list[Text | Table] = [
+        _heading("Per task and model", size=13),
+        Text([
+            f"Converged: validation bit errors per sequence below {criteria.bit_errors:g} from a logged point to the end "
+            "of the run (diverged and failed runs count as not converged). Reached, not held: runs that went below "
+            "the criterion but not for good. Loss outliers: points after first reaching the criterion with cost above "
+            f"{criteria.outlier_factor:g}x that stretch's median (runs with any in brackets). Final metrics over the "
+            "n final runs that did not diverge or fail."
+        ]),
+        Table(summary_table(groups, criteria)),
+    ]
+    if pairs.empty:
+        return blocks
+    return blocks + [
+        _heading("Comparisons of sequences to converge between models", size=13),
+        Text([
+            "Every run of each model (n), the converged ones in brackets; a run that did not converge counts as "
+            "never converging (ranked last). Two-sided Mann-Whitney U (exact over all splits of the runs, or normal "
+            "approximation); difference = first - second, with a seeded bootstrap 95% interval; ∞ (-∞): the "
+            "first's (second's) median run did not converge."
+        ]),
+        Table(comparison_table(pairs)),
+    ]

@@ -1,0 +1,67 @@
+"""The report on disk: every page into one PDF and as a PNG beside it, tables as CSV."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from ntm_repro.report import figures, pages, stats
+from ntm_repro.report.read import Reading
+
+
+class ReportWriter:
+    """``out/name.pdf``, and ``out/name/NN_<page>.png`` and ``out/name/<table>.csv``."""
+
+    def __init__(self, out_dir: Path, name: str):
+        self.pdf_path = out_dir / f"{name}.pdf"
+        self.folder = out_dir / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in [*self.folder.glob("*.png"), *self.folder.glob("*.csv")]:
+            stale.unlink()  # pages and tables of an earlier report of the same name
+        metadata = {"Title": f"ntm-repro report: {name}", "Creator": "ntm-repro-report"}
+        self._pdf = PdfPages(self.pdf_path, metadata=metadata)
+        self.pages = 0
+
+    def page(self, stem: str, fig: Figure) -> None:
+        self.pages += 1
+        fig.savefig(self._pdf, format="pdf")
+        fig.set_layout_engine("none")  # laid out once: the PNG keeps the PDF page's layout
+        safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", stem)[:80]  # numbered, so still unique when cut short
+        fig.savefig(self.folder / f"{self.pages:02d}_{safe}.png")
+        plt.close(fig)
+
+    def close(self) -> None:
+        self._pdf.close()
+
+
+def write_report(
+    reading: Reading, criteria: stats.Criteria, out_dir: Path, name: str, paths: list[str]
+) -> ReportWriter:
+    """Compute the statistics and write every page; returns the writer (paths, page count)."""
+    figures.use_report_style()
+    run_stats = stats.per_run(reading.runs, reading.metrics, criteria)
+    groups = stats.per_group(run_stats)
+    pairs = stats.comparisons(run_stats, seed=criteria.seed)
+    colours = figures.palette(sorted(reading.runs["label"].unique()))
+    writer = ReportWriter(out_dir, name)
+    try:
+        for index, fig in enumerate(pages.flow(pages.overview(reading, criteria, name, paths))):
+            writer.page(f"overview_{index + 1}", fig)
+        for stem, fig in [
+            *figures.convergence_figures(reading.metrics, criteria.bit_errors, colours),
+            *figures.generalisation_figures(reading.generalisation, reading.runs, criteria.bit_errors, colours),
+            *figures.optimum_figures(reading.metrics, colours),
+            *figures.attention_figures(reading.runs),
+        ]:
+            writer.page(stem, fig)
+        for index, fig in enumerate(pages.flow(pages.tables(groups, pairs, criteria))):
+            writer.page(f"tables_{index + 1}", fig)
+    finally:
+        writer.close()
+    for stem, frame in (("runs", run_stats), ("summary", groups), ("comparisons", pairs), ("issues", reading.issues)):
+        frame.to_csv(writer.folder / f"{stem}.csv", index=False)
+    return writer

@@ -1,0 +1,286 @@
+"""Run folders -> tidy frames: one row per run, per run x logged point, per run x test
+level, and one row per folder skipped or read with a caveat, with its reason."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+RUN_FILES = ("summary.json", "config.yaml", "metrics.csv")
+METRIC_COLUMNS = ("step", "sequences", "split", "cost_bits", "bit_errors")
+LEVEL_COLUMNS = ("level", "cost_bits", "bit_errors")
+TRACE_ARRAYS = ("inputs", "targets", "mask", "outputs")  # an attention trace has at least these
+NOT_CONVERGED = ("diverged", "failed")  # statuses that count as not converged, whatever the metrics say
+IDENTITY = {"model": "model.name", "task": "task.name", "seed": "seed"}  # column -> config key
+
+
+class NoRuns(Exception):
+    """A path that does not exist or holds no run folder (a one-line message)."""
+
+
+@dataclass
+class Reading:
+    """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
+    seed, variant, label, status, level_name, commit, started, attention traces, Hydra's
+    overrides and choices, config, command); ``metrics`` and ``generalisation`` carry run,
+    task, model, label and seed on every row; ``issues`` lists run, status, handling
+    (skipped / not converged / read) and reason."""
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    generalisation: pd.DataFrame
+    issues: pd.DataFrame
+    commands: list[str]
+    folders_found: int
+    varying: list[str]
+
+
+def find_run_dirs(paths: list[str]) -> list[Path]:
+    """Every folder under ``paths`` holding a run file, outside hidden folders (``.hydra``)
+    and outside other run folders (e.g. a logger's own ``wandb/.../config.yaml``)."""
+    found: set[Path] = set()
+    for given in paths:
+        root = Path(given)
+        if not given or not root.exists():
+            raise NoRuns(f"{given!r}: no such file or directory")
+        here = {
+            hit.parent.resolve()
+            for name in RUN_FILES
+            for hit in root.rglob(name)
+            if not any(part.startswith(".") for part in hit.relative_to(root).parts)
+        }
+        if not here:
+            raise NoRuns(f"{given}: no run folders in it (none holds {', '.join(RUN_FILES)})")
+        found |= here
+    return sorted(d for d in found if not any(parent in found for parent in d.parents))  # not a run's own subfolders
+
+
+def read_tolerant_csv(path: Path, required: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV written row by row: drop a partial last line (a run in progress or killed) and
+    rows whose numbers do not parse, saying so. Raises ValueError if nothing usable is left."""
+    notes = []
+    text = path.read_text(errors="replace")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        notes.append(f"{path.name}: dropped a partial last line")
+    bad: list[list[str]] = []
+    try:
+        frame = pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=lambda line: bad.append(line))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+        raise ValueError(f"{path.name} unreadable ({str(error).splitlines()[0]})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path.name} unreadable (no column {', '.join(missing)})")
+    numeric = [c for c in frame.columns if c not in ("split", "in_training_range", "level")]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    keys = [c for c in ("step", "sequences", "level") if c in frame.columns]
+    parsed = frame.dropna(subset=keys)
+    dropped = len(bad) + len(frame) - len(parsed)
+    if dropped:
+        notes.append(f"{path.name}: dropped {dropped} malformed row(s)")
+    if parsed.empty:
+        raise ValueError(f"{path.name} has no complete row")
+    return parsed.reset_index(drop=True), notes
+
+
+def _load_yaml(path: Path) -> dict[str, Any] | None:
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception:  # missing, unparsable or not a mapping: the caller says what is lacking
+        return None
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _read_summary(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """The summary and, if it is missing or unreadable, why."""
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return {}, "no summary.json (killed before writing it?)"
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+        return summary, None
+    except (ValueError, OSError) as error:
+        return {}, f"summary.json unreadable ({type(error).__name__}: {str(error).splitlines()[0]})"
+
+
+def _overrides(run_dir: Path) -> dict[str, str]:
+    """This job's command-line overrides (Hydra's record), key -> value."""
+    listed = _load_yaml(run_dir / ".hydra" / "overrides.yaml") or []
+    pairs = (item.split("=", 1) for item in listed if isinstance(item, str) and "=" in item)
+    return {key.lstrip("+~"): value for key, value in pairs}
+
+
+@functools.lru_cache(maxsize=None)
+def _command(record_file: Path) -> str | None:
+    """The command line in Hydra's record: a sweep's ``multirun.yaml`` or a single job's
+    ``.hydra/hydra.yaml``."""
+    sweep = record_file.name == "multirun.yaml"
+    overrides = _lookup(_load_yaml(record_file), "hydra.overrides")
+    if not isinstance(overrides, dict):
+        return None
+    hydra_args = [a for a in overrides.get("hydra") or [] if not a.startswith("hydra.mode=")]
+    words = ["ntm-repro", *(["-m"] if sweep else []), *(overrides.get("task") or []), *hydra_args]
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+def _traces(run_dir: Path) -> tuple[tuple[str, ...], list[str]]:
+    """The readable attention traces of a run, and a note for each unreadable one."""
+    traces, notes = [], []
+    for path in sorted((run_dir / "attention").glob("*.npz")):
+        try:
+            with np.load(path) as npz:
+                missing = [key for key in TRACE_ARRAYS if key not in npz.files]
+            problem = f"no {', '.join(missing)}" if missing else None
+        except Exception as error:  # truncated, not an npz archive, ...: never stops the report
+            problem = f"unreadable: {type(error).__name__}"
+        if problem:
+            notes.append(f"attention/{path.name} not drawn ({problem})")
+        else:
+            traces.append(str(path))
+    return tuple(traces), notes
+
+
+def _read_run(
+    run_dir: Path, name: str
+) -> tuple[dict[str, Any] | None, pd.DataFrame, pd.DataFrame, dict[str, Any] | None]:
+    """One folder -> (run row or None if skipped, metrics, generalisation, issue or None)."""
+    summary, summary_problem = _read_summary(run_dir)
+    config = _load_yaml(run_dir / "config.yaml")
+    caveats = [summary_problem] if summary_problem else []
+    identity = {key: _lookup(config, path) for key, path in IDENTITY.items()}
+    if None in identity.values():
+        caveats.append("config.yaml missing or unreadable")
+        identity = {key: identity[key] if identity[key] is not None else summary.get(key) for key in IDENTITY}
+    status = summary.get("status", "unknown")
+    issue = {"run": name, "status": status}
+    if None in identity.values():
+        reason = "; ".join(caveats + ["model, task or seed unknown"])
+        return None, pd.DataFrame(), pd.DataFrame(), {**issue, "handling": "skipped", "reason": reason}
+
+    try:
+        metrics, notes = read_tolerant_csv(run_dir / "metrics.csv", METRIC_COLUMNS)
+        caveats += notes
+        if not (metrics["split"] == "val").any():
+            raise ValueError("metrics.csv has no validation point yet")
+    except (OSError, ValueError) as error:
+        metrics = pd.DataFrame()
+        problem = "no metrics.csv" if isinstance(error, FileNotFoundError) else str(error)
+        caveats.append(problem)
+        if status not in NOT_CONVERGED:
+            return None, metrics, pd.DataFrame(), {**issue, "handling": "skipped", "reason": "; ".join(caveats)}
+    generalisation = pd.DataFrame()
+    if (run_dir / "generalisation.csv").exists():
+        try:
+            generalisation, notes = read_tolerant_csv(run_dir / "generalisation.csv", LEVEL_COLUMNS)
+            caveats += notes
+        except (OSError, ValueError) as error:
+            caveats.append(str(error))
+
+    traces, notes = _traces(run_dir)
+    caveats += notes
+    handling = "read"
+    if status in NOT_CONVERGED:
+        handling = "not converged"
+        caveats.insert(0, f"{status}: {summary.get('reason') or 'no reason given'}")
+    elif status in ("running", "interrupted", "unknown"):
+        caveats.append(f"status {status}: judged on the points logged so far")
+    config_file, sweep_record = run_dir / "config.yaml", run_dir.parent / "multirun.yaml"
+    run = {
+        "run": name,
+        **identity,
+        "status": status,
+        "level_name": summary.get("level_name", "level"),
+        "commit": (summary.get("versions") or {}).get("commit"),
+        "started": datetime.fromtimestamp(config_file.stat().st_mtime) if config_file.exists() else pd.NaT,
+        "attention": traces,
+        "overrides": _overrides(run_dir),
+        "choices": _lookup(_load_yaml(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {},
+        "config": config or {},
+        "command": _command(sweep_record if sweep_record.exists() else run_dir / ".hydra" / "hydra.yaml"),
+    }
+    issue = {**issue, "handling": handling, "reason": "; ".join(caveats)} if caveats else None
+    return run, metrics.assign(run=name), generalisation.assign(run=name), issue
+
+
+def _resolved(run: pd.Series, key: str) -> str:
+    """A run's value of an override key, whether or not its command line set it."""
+    if key in run["overrides"]:
+        return run["overrides"][key]
+    if key in run["choices"]:
+        return str(run["choices"][key])
+    value = _lookup(run["config"], key)
+    return "default" if value is None or isinstance(value, dict) else str(value)  # a group without Hydra's record
+
+
+def add_variants(runs: pd.DataFrame) -> list[str]:
+    """Label each run by the override keys whose values differ between runs (seed, model and
+    task excepted: they are columns of their own); returns those keys."""
+    keys = sorted({key for overrides in runs["overrides"] for key in overrides} - set(IDENTITY))
+    values = {key: runs.apply(_resolved, axis=1, key=key) for key in keys}
+    varying = [key for key in keys if values[key].nunique() > 1]
+    runs["variant"] = [" ".join(f"{key}={values[key].iloc[i]}" for key in varying) for i in range(len(runs))]
+    runs["label"] = [f"{m} ({v})" if v else m for m, v in zip(runs["model"], runs["variant"])]
+    return varying
+
+
+def _names(run_dirs: list[Path]) -> list[str]:
+    """Short names: each folder relative to the parent the folders share."""
+    base = Path(os.path.commonpath([d.parent for d in run_dirs]))
+    return [str(d.relative_to(base)) for d in run_dirs]
+
+
+def _stack(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    """The non-empty frames one below the other (an empty frame with ``columns`` if none)."""
+    frames = [frame for frame in frames if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*columns, "run"])
+
+
+def read_runs(paths: list[str]) -> Reading:
+    """Read every run folder under ``paths``; raises :class:`NoRuns` if a path holds none."""
+    run_dirs = find_run_dirs(paths)
+    rows, metrics, levels, issues = [], [], [], []
+    for run_dir, name in zip(run_dirs, _names(run_dirs)):
+        run, run_metrics, run_levels, issue = _read_run(run_dir, name)
+        issues += [issue] if issue else []
+        if run is not None:
+            rows.append(run)
+            metrics.append(run_metrics)
+            levels.append(run_levels)
+    issue_frame = pd.DataFrame(issues, columns=["run", "status", "handling", "reason"])
+    if not rows:
+        first = issues[0]
+        raise NoRuns(
+            f"{', '.join(paths)}: no readable run; {len(issues)} folder(s) skipped, e.g. {first['run']}: {first['reason']}"
+        )
+    runs = pd.DataFrame(rows).sort_values(["task", "model", "seed", "run"], ignore_index=True)
+    varying = add_variants(runs)
+    tags = runs[["run", "task", "model", "label", "seed"]]
+    return Reading(
+        runs=runs,
+        metrics=_stack(metrics, METRIC_COLUMNS).merge(tags, on="run"),
+        generalisation=_stack(levels, LEVEL_COLUMNS).merge(tags, on="run"),
+        issues=issue_frame,
+        commands=list(dict.fromkeys(runs.sort_values("started")["command"].dropna())),
+        folders_found=len(run_dirs),
+        varying=varying,
+    )

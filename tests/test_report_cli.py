@@ -1,0 +1,94 @@
+"""End to end: a real tiny sweep by the installed ``ntm-repro``, then ``ntm-repro-report``
+on it in a subprocess, before and after damaging its run folders."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+
+pypdf = pytest.importorskip("pypdf")
+
+NTM_REPRO, REPORT = shutil.which("ntm-repro"), shutil.which("ntm-repro-report")
+pytestmark = pytest.mark.skipif(None in (NTM_REPRO, REPORT), reason="console scripts not installed (pip install -e .)")
+MODELS = ("ntm", "lstm")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """ntm-repro -m model=ntm,lstm seed=0,1 with the tests' tiny sizes: four runs."""
+    root = tmp_path_factory.mktemp("report_sweep")
+    folder = root / "sweep"
+    result = subprocess.run(
+        [NTM_REPRO, "-m", f"model={','.join(MODELS)}", "seed=0,1", *TINY, f"hydra.sweep.dir={folder}"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([REPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def attention_pages(sweep: Path) -> int:
+    """Traces drawn: those of the first seed of each model that has any."""
+    pages = 0
+    for model in MODELS:
+        runs = sorted(sweep.glob(f"*_{model}_copy_s*"), key=lambda p: p.name[-1])
+        traced = [len(list((run / "attention").glob("*.npz"))) for run in runs]
+        pages += next((n for n in traced if n), 0)
+    return pages
+
+
+def pdf_text(path: Path) -> tuple[int, str]:
+    reader = pypdf.PdfReader(path)
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
+    result = report(tmp_path, str(sweep), "--out", "out")
+    assert result.returncode == 0, result.stderr
+    pdf = tmp_path / "out" / "sweep.pdf"
+    pages, text = pdf_text(pdf)
+    # overview, convergence, generalisation, attention traces, tables
+    assert pages == 4 + attention_pages(sweep)
+    assert "ntm-repro -m model=ntm,lstm seed=0,1" in text
+    for words in ("ntm", "lstm", "copy", "0 / 2", "4 read, 0 skipped", "Every run folder was read without a caveat"):
+        assert words in text, words
+    figures = tmp_path / "out" / "sweep"
+    assert len(list(figures.glob("*.png"))) == pages
+    assert {p.name for p in figures.glob("*.csv")} == {"runs.csv", "summary.csv", "comparisons.csv", "issues.csv"}
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(sweep, damaged, ignore=shutil.ignore_patterns("attention", "*.ckpt"))  # no trace pages: quicker
+    (garbled,) = damaged.glob("*_lstm_copy_s0")
+    (garbled / "metrics.csv").write_bytes(b"\x00\x13\x07 not a csv")
+    (anonymous,) = damaged.glob("*_ntm_copy_s1")
+    (anonymous / "summary.json").unlink()
+    result = report(tmp_path, str(damaged), "--name", "damaged", "--out", "out")
+    assert result.returncode == 0, result.stderr
+    assert "(1 skipped)" in result.stdout
+    pages, text = pdf_text(tmp_path / "out" / "damaged.pdf")
+    assert pages == 4
+    for words in (
+        "3 read, 1 skipped",
+        "Runs skipped or read with a caveat (2)",
+        garbled.name,
+        "metrics.csv unreadable",
+        anonymous.name,
+        "no summary.json",
+    ):
+        assert words in text, words
+
+
+@pytest.mark.parametrize("make", [lambda p: p / "nowhere", lambda p: p])
+def test_a_path_without_runs_exits_2_with_one_line(tmp_path, make):
+    result = report(tmp_path, str(make(tmp_path)))
+    assert result.returncode == 2
+    assert result.stderr.startswith("ntm-repro-report: error: ") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "reports").exists()

@@ -1,0 +1,47 @@
+"""The report drawn in-process from hand-made run folders that use every kind of page but
+attention traces (the end-to-end test draws real ones): variants, a diverged run, the
+n-gram optimum, item levels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from test_report_read import SEQUENCES, make_run
+
+from ntm_repro.report.pdf import write_report
+from ntm_repro.report.read import read_runs
+from ntm_repro.report.stats import Criteria
+
+
+def test_every_kind_of_page(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        make_run(runs, f"ntm_s{seed}", seed=seed, choices={"controller": "lstm"}, bit_errors=[40, 5, 0.05, 0.0, 0.01])
+        make_run(runs, f"ff_s{seed}", seed=seed, overrides=("controller=feedforward",), choices={"controller": "feedforward"},
+                 bit_errors=np.full(len(SEQUENCES), 3.0))
+    make_run(runs, "ff_s2", seed=2, status="diverged", bit_errors=[40, np.nan], overrides=("controller=feedforward",),
+             choices={"controller": "feedforward"})
+    make_run(runs, "ngrams_s0", model="lstm", task="ngrams", optimum=True, levels=(200,), choices={"controller": "lstm"})
+    make_run(runs, "recall_s0", task="recall", level_name="items", levels=(6, 10, 20), choices={"controller": "lstm"})
+    reading = read_runs([str(runs)])
+    assert set(reading.runs["label"]) == {"ntm (controller=lstm)", "ntm (controller=feedforward)", "lstm (controller=lstm)"}
+
+    writer = write_report(reading, Criteria(), tmp_path / "out", "all", [str(runs)])
+
+    pngs = sorted(p.name for p in writer.folder.glob("*.png"))
+    assert pngs == [
+        "01_overview_1.png",
+        "02_convergence.png",
+        "03_generalisation.png",
+        "04_optimum.png",
+        "05_tables_1.png",
+    ]
+    assert writer.pages == 5 and writer.pdf_path.stat().st_size > 0
+    summary = pd.read_csv(writer.folder / "summary.csv").set_index(["task", "label"])
+    assert summary.loc[("copy", "ntm (controller=lstm)"), ["runs", "converged"]].tolist() == [2, 2]
+    assert summary.loc[("copy", "ntm (controller=feedforward)"), ["runs", "converged", "final_runs"]].tolist() == [3, 0, 2]
+    (pair,) = pd.read_csv(writer.folder / "comparisons.csv").to_dict("records")
+    assert (pair["n_first"], pair["n_second"]) == (3, 2) or (pair["n_first"], pair["n_second"]) == (2, 3)
+    issues = pd.read_csv(writer.folder / "issues.csv")
+    assert issues[["run", "handling"]].values.tolist() == [["ff_s2", "not converged"]]

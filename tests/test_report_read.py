@@ -1,0 +1,197 @@
+"""Reading run folders for the report: hand-made folders with every kind of damage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntm_repro.report.read import NoRuns, read_runs, read_tolerant_csv
+
+SEQUENCES = np.arange(0, 10_001, 1000)
+
+
+def make_run(
+    root: Path,
+    name: str,
+    model: str = "ntm",
+    task: str = "copy",
+    seed: int = 0,
+    status: str | None = "completed",
+    bit_errors: np.ndarray | None = None,
+    overrides: tuple[str, ...] = (),
+    level_name: str = "length",
+    levels: tuple = (10, 20, 30),
+    optimum: bool = False,
+    traces: bool = False,
+    choices: dict | None = None,
+) -> Path:
+    """A run folder as ``ntm-repro`` writes it (status None: no summary.json; choices:
+    Hydra's config group choices, none: no .hydra/hydra.yaml)."""
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    if choices is not None:
+        (run / ".hydra" / "hydra.yaml").write_text(json.dumps({"hydra": {"runtime": {"choices": choices}}}))
+    task_config = "  name: copy\n  min_length: 1\n  max_length: 20\n" if task == "copy" else f"  name: {task}\n"
+    (run / "config.yaml").write_text(f"seed: {seed}\nmodel:\n  name: {model}\ntask:\n{task_config}controller:\n  size: 100\n")
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in (f"model={model}", f"task={task}", f"seed={seed}", *overrides)))
+    errors = 40 * np.exp(-SEQUENCES / 2000.0) if bit_errors is None else np.asarray(bit_errors, dtype=float)
+    seqs = SEQUENCES[: len(errors)]
+    val = pd.DataFrame({"step": seqs // 10, "sequences": seqs, "time_s": seqs / 100, "split": "val", "cost_bits": 2 * errors + 0.01, "bit_errors": errors})
+    train = val.assign(split="train", cost_bits=val["cost_bits"] * 1.1)
+    metrics = pd.concat([train, val]).sort_values(["step", "split"])
+    if optimum:
+        metrics["optimal_cost_bits"] = 1.5
+    metrics.to_csv(run / "metrics.csv", index=False)
+    gen = pd.DataFrame({"level": list(levels), "in_training_range": [i == 0 for i in range(len(levels))], "sequences": 4,
+                        "cost_bits": [1.0 + i for i in range(len(levels))], "bit_errors": [0.5 * i for i in range(len(levels))]})
+    if optimum:
+        gen["optimal_cost_bits"] = 1.5
+    gen.to_csv(run / "generalisation.csv", index=False)
+    if status is not None:
+        summary = {"status": status, "reason": "loss is nan" if status == "diverged" else None, "model": model, "task": task,
+                   "seed": seed, "level_name": level_name, "versions": {"commit": "abc1234"}, "final": {}}
+        (run / "summary.json").write_text(json.dumps(summary))
+    if traces:
+        (run / "attention").mkdir()
+        steps, rng = 12, np.random.default_rng(seed)
+        weights = rng.dirichlet(np.ones(16), size=(steps, 1))
+        np.savez(run / "attention" / f"{level_name}_4.npz", inputs=rng.integers(0, 2, (steps, 9)).astype(float),
+                 targets=rng.integers(0, 2, (steps, 8)).astype(float), mask=np.arange(steps) >= 6,
+                 outputs=rng.random((steps, 8)), write_weights=weights, read_weights=weights,
+                 memory=rng.normal(size=(16, 6)), level=4, model=model, task=task)
+    return run
+
+
+def issue(reading, run: str) -> dict:
+    (row,) = reading.issues[reading.issues["run"] == run].to_dict("records")
+    return row
+
+
+def test_a_clean_sweep_reads_without_caveats(tmp_path):
+    for seed in range(2):
+        make_run(tmp_path, f"{seed}_ntm_copy_s{seed}", seed=seed)
+        make_run(tmp_path, f"{seed + 2}_lstm_copy_s{seed}", model="lstm", seed=seed)
+    reading = read_runs([str(tmp_path)])
+    assert len(reading.runs) == 4 and reading.issues.empty and reading.folders_found == 4
+    assert set(reading.runs["label"]) == {"ntm", "lstm"} and reading.varying == []
+    assert set(reading.metrics["split"]) == {"train", "val"}
+    assert {"run", "task", "label", "seed", "cost_bits"} <= set(reading.metrics.columns)
+    assert len(reading.generalisation) == 4 * 3
+
+
+def test_truncated_csv_drops_the_partial_last_line(tmp_path):
+    run = make_run(tmp_path, "0_ntm_copy_s0", status="running")
+    text = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(text[: text.rfind("\n", 0, -1) + 12])  # half of the last row
+    reading = read_runs([str(tmp_path)])
+    assert len(reading.metrics) == 2 * len(SEQUENCES) - 1
+    row = issue(reading, "0_ntm_copy_s0")
+    assert row["handling"] == "read" and "dropped a partial last line" in row["reason"] and "status running" in row["reason"]
+
+
+def test_read_tolerant_csv_drops_malformed_rows(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,sequences,split,cost_bits,bit_errors\n1,4,val,2.0,1.0\nx,y,val,1,1\n2,8,val,1.0,0.5,9,9\n3,12,val,nan,0.1\n")
+    frame, notes = read_tolerant_csv(path, ("step", "sequences"))
+    assert list(frame["step"]) == [1, 3] and np.isnan(frame["cost_bits"].iloc[1])
+    assert notes == ["metrics.csv: dropped 2 malformed row(s)"]
+
+
+def test_missing_and_corrupt_summaries_are_read_with_a_caveat(tmp_path):
+    make_run(tmp_path, "0_ntm_copy_s0", status=None)
+    run = make_run(tmp_path, "1_ntm_copy_s1", seed=1)
+    (run / "summary.json").write_text('{"status": "compl')
+    reading = read_runs([str(tmp_path)])
+    assert len(reading.runs) == 2 and set(reading.runs["status"]) == {"unknown"}
+    assert "no summary.json" in issue(reading, "0_ntm_copy_s0")["reason"]
+    assert "summary.json unreadable (JSONDecodeError" in issue(reading, "1_ntm_copy_s1")["reason"]
+
+
+def test_diverged_and_failed_runs_stay_counted_as_not_converged(tmp_path):
+    make_run(tmp_path, "0_ntm_copy_s0", status="diverged", bit_errors=[40, 20, np.nan])
+    run = make_run(tmp_path, "1_ntm_copy_s1", seed=1, status="failed")
+    (run / "metrics.csv").unlink()
+    reading = read_runs([str(tmp_path)])
+    assert len(reading.runs) == 2
+    assert issue(reading, "0_ntm_copy_s0")["handling"] == "not converged"
+    assert issue(reading, "0_ntm_copy_s0")["reason"].startswith("diverged: loss is nan")
+    assert issue(reading, "1_ntm_copy_s1")["handling"] == "not converged" and "no metrics.csv" in issue(reading, "1_ntm_copy_s1")["reason"]
+
+
+def test_unusable_folders_are_skipped_with_their_reason(tmp_path):
+    make_run(tmp_path, "0_ntm_copy_s0")
+    garbage = make_run(tmp_path, "1_ntm_copy_s1", seed=1)
+    (garbage / "metrics.csv").write_text("\x00\x01garbage\n")
+    anonymous = make_run(tmp_path, "2_ntm_copy_s2", seed=2, status=None)
+    (anonymous / "config.yaml").write_text("seed: [unclosed\n")
+    reading = read_runs([str(tmp_path)])
+    assert list(reading.runs["run"]) == ["0_ntm_copy_s0"]
+    assert issue(reading, "1_ntm_copy_s1")["handling"] == "skipped"
+    assert "metrics.csv unreadable" in issue(reading, "1_ntm_copy_s1")["reason"]
+    assert issue(reading, "2_ntm_copy_s2") == {
+        "run": "2_ntm_copy_s2", "status": "unknown", "handling": "skipped",
+        "reason": "no summary.json (killed before writing it?); config.yaml missing or unreadable; model, task or seed unknown",
+    }
+
+
+def test_variants_come_from_the_overrides_that_differ(tmp_path):
+    make_run(tmp_path / "a", "0_ntm_copy_s0", overrides=("controller=feedforward", "train.batch_size=4"))
+    make_run(tmp_path / "a", "1_ntm_copy_s1", seed=1, overrides=("controller=feedforward", "train.batch_size=4"))
+    make_run(tmp_path / "b", "0_ntm_copy_s0", overrides=("controller.size=100", "train.batch_size=4"), choices={"controller": "lstm"})
+    make_run(tmp_path / "c", "0_ntm_copy_s0", overrides=("train.batch_size=4",))  # no Hydra record of its choices
+    reading = read_runs([str(tmp_path / p) for p in "abc"])
+    assert reading.varying == ["controller"]  # controller.size=100 is the config's value in all
+    labels = dict(zip(reading.runs["run"], reading.runs["label"]))
+    assert labels == {
+        "a/0_ntm_copy_s0": "ntm (controller=feedforward)",
+        "a/1_ntm_copy_s1": "ntm (controller=feedforward)",
+        "b/0_ntm_copy_s0": "ntm (controller=lstm)",
+        "c/0_ntm_copy_s0": "ntm (controller=default)",
+    }
+
+
+def test_commands_come_from_hydras_records(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "0_ntm_copy_s0")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: [hydra.mode=MULTIRUN, hydra.sweep.dir=x]\n    task: [model=ntm, 'seed=range(0,2)', 'task.test_lengths=[2,6]']\n"
+    )
+    single = make_run(tmp_path, "single_run")
+    (single / ".hydra" / "hydra.yaml").write_text("hydra:\n  overrides:\n    hydra: [hydra.mode=RUN]\n    task: [seed=3]\n")
+    reading = read_runs([str(tmp_path)])
+    assert sorted(reading.commands) == ["ntm-repro -m model=ntm 'seed=range(0,2)' 'task.test_lengths=[2,6]' hydra.sweep.dir=x", "ntm-repro seed=3"]
+
+
+@pytest.mark.parametrize("make", [lambda p: str(p / "missing"), lambda p: str(p), lambda p: ""])
+def test_a_path_without_runs_is_an_error(tmp_path, make):
+    with pytest.raises(NoRuns, match="no such file|no run folders"):
+        read_runs([make(tmp_path)])
+
+
+def test_no_readable_run_is_an_error(tmp_path):
+    (make_run(tmp_path, "0_ntm_copy_s0") / "metrics.csv").write_text("")
+    with pytest.raises(NoRuns, match="no readable run; 1 folder"):
+        read_runs([str(tmp_path)])
+
+
+def test_unreadable_attention_traces_are_left_out_and_said(tmp_path):
+    run = make_run(tmp_path, "0_ntm_copy_s0", traces=True)
+    (run / "attention" / "length_9.npz").write_bytes(b"PK\x03\x04 half a zip")
+    np.savez(run / "attention" / "length_8.npz", inputs=np.zeros((2, 2)))
+    reading = read_runs([str(tmp_path)])
+    assert [Path(p).name for p in reading.runs.loc[0, "attention"]] == ["length_4.npz"]
+    reason = issue(reading, "0_ntm_copy_s0")["reason"]
+    assert "attention/length_9.npz not drawn (unreadable: BadZipFile)" in reason
+    assert "attention/length_8.npz not drawn (no targets, mask, outputs)" in reason
+
+
+def test_a_loggers_folder_inside_a_run_is_not_a_run(tmp_path):
+    run = make_run(tmp_path, "0_ntm_copy_s0")
+    (run / "wandb" / "offline-run-1" / "files").mkdir(parents=True)
+    (run / "wandb" / "offline-run-1" / "files" / "config.yaml").write_text("model:\n  value: {}\n")
+    reading = read_runs([str(tmp_path)])
+    assert reading.folders_found == 1 and reading.issues.empty
