@@ -166,7 +166,7 @@ class WandbLogger(Logger):
                 settings=wandb.Settings(**settings),
             )
         except Exception as error:  # noqa: BLE001 - e.g. no login, no network, a bad entity
-            hint = ONLINE_FIX if self._mode == "online" else "or use logger=csv"
+            hint = ONLINE_FIX if self._mode == "online" else "logger=csv trains without W&B"
             raise ConfigError(f"logger.wandb: wandb.init failed ({_one_line(error)}); {hint}") from None
         if self._mode != "disabled":
             run.define_metric("sequences")
