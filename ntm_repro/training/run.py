@@ -110,12 +110,11 @@ def build_setup(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) 
         checkpoint_every_steps=checkpoint_every,
         checkpoint_path=run_dir / "last.ckpt",
     )
-    loggers = build_loggers(cfg, run_dir, task, resume_step)
     try:
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             max_steps=max_steps,
-            logger=loggers or False,
+            logger=False,  # set below, once nothing else can fail: a W&B run is never left open
             callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} seed {cfg.seed}")],
             default_root_dir=str(run_dir),
             enable_checkpointing=False,
@@ -127,6 +126,8 @@ def build_setup(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) 
         )
     except Exception as error:  # e.g. an unknown Trainer argument or an accelerator this machine lacks
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
+    loggers = build_loggers(cfg, run_dir, task, resume_step)
+    trainer.loggers = loggers
     datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
     return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
 
