@@ -45,3 +45,22 @@ def test_every_kind_of_page(tmp_path):
     assert (pair["n_first"], pair["n_second"]) == (3, 2) or (pair["n_first"], pair["n_second"]) == (2, 3)
     issues = pd.read_csv(writer.folder / "issues.csv")
     assert issues[["run", "handling"]].values.tolist() == [["ff_s2", "not converged"]]
+
+
+def test_parameter_table_puts_ours_beside_the_papers_for_preset_runs():
+    import pandas as pd
+
+    from ntm_repro.report.pages import parameter_table
+
+    runs = pd.DataFrame(
+        [
+            {"task": "copy", "label": "ntm", "num_parameters": 62736, "config": {"paper": {"table": 2, "parameters": 67561}}},
+            {"task": "copy", "label": "ntm", "num_parameters": 62736, "config": {"paper": {"table": 2, "parameters": 67561}}},
+            {"task": "copy", "label": "lstm", "num_parameters": 1000, "config": {}},  # not a preset: no row
+        ]
+    )
+    table = parameter_table(runs)
+    assert table.to_dict("records") == [
+        {"task": "copy", "model": "ntm", "paper table": 2, "paper": "67,561", "ours": "62,736", "difference": "-4,825"}
+    ]
+    assert parameter_table(runs.iloc[2:]).empty

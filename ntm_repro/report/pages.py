@@ -231,8 +231,24 @@ def comparison_table(pairs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria) -> list[Text | Table]:
-    """The summary tables' blocks (the comparisons only if some task has two models)."""
+def parameter_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task and model run from a paper preset (its config records ``paper.parameters``):
+    our parameter count beside the paper's (empty if no run came from a preset)."""
+    rows = []
+    for (task, label), group in runs.groupby(["task", "label"], sort=False):
+        run = group.iloc[0]
+        paper = run["config"].get("paper") if isinstance(run["config"], dict) else None
+        if not isinstance(paper, dict) or run["num_parameters"] is None or pd.isna(run["num_parameters"]):
+            continue
+        ours, theirs = int(run["num_parameters"]), int(paper["parameters"])
+        rows.append({"task": task, "model": label, "paper table": paper.get("table", ""), "paper": f"{theirs:,}",
+                     "ours": f"{ours:,}", "difference": f"{ours - theirs:+,}"})
+    return pd.DataFrame(rows)
+
+
+def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria, runs: pd.DataFrame | None = None) -> list[Text | Table]:
+    """The summary tables' blocks (the comparisons only if some task has two models, the
+    parameter counts only if some runs came from a paper preset)."""
     blocks: list[Text | Table] = [
         _heading("Per task and model", size=13),
         Text([
@@ -244,6 +260,14 @@ def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria) -> lis
         ]),
         Table(summary_table(groups, criteria)),
     ]
+    parameters = parameter_table(runs) if runs is not None else pd.DataFrame()
+    if not parameters.empty:
+        blocks += [
+            _heading("Parameters: ours beside the paper's", size=13),
+            Text(["Runs from a paper preset (experiment=graves/...): our count for our task layout and the paper's; "
+                  "`ntm-repro-params` explains the differences row by row."]),
+            Table(parameters),
+        ]
     if pairs.empty:
         return blocks
     return blocks + [

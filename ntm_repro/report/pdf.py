@@ -58,7 +58,7 @@ def write_report(
             *figures.attention_figures(reading.runs),
         ]:
             writer.page(stem, fig)
-        for index, fig in enumerate(pages.flow(pages.tables(groups, pairs, criteria))):
+        for index, fig in enumerate(pages.flow(pages.tables(groups, pairs, criteria, reading.runs))):
             writer.page(f"tables_{index + 1}", fig)
     finally:
         writer.close()

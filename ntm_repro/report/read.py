@@ -211,6 +211,7 @@ def _read_run(
         "status": status,
         "level_name": summary.get("level_name", "level"),
         "commit": (summary.get("versions") or {}).get("commit"),
+        "num_parameters": summary.get("num_parameters"),
         "started": datetime.fromtimestamp(config_file.stat().st_mtime) if config_file.exists() else pd.NaT,
         "attention": traces,
         "overrides": _overrides(run_dir),
