@@ -228,7 +228,8 @@ def _resolved(run: pd.Series, key: str) -> str:
     if key in run["overrides"]:
         return run["overrides"][key]
     if key in run["choices"]:
-        return str(run["choices"][key])
+        choice = run["choices"][key]
+        return "none" if choice is None else str(choice)  # e.g. no experiment preset
     value = _lookup(run["config"], key)
     return "default" if value is None or isinstance(value, dict) else str(value)  # a group without Hydra's record
 
