@@ -129,3 +129,33 @@ def test_compiled_time_step_trains_like_the_eager_one(compose_cfg, tmp_path):
 def test_compile_is_for_ntm_models_only(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match="train.compile=true: only NTM models"):
         train(compose_cfg("model=lstm", "train.compile=true"), tmp_path)
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(compose_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr("ntm_repro.training.run.shutil.which", lambda name: None)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler on the CPU .*set train.compile=false"):
+        train(compose_cfg("train.compile=true"), tmp_path)
+
+
+def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg, monkeypatch):
+    """The jobs of a sweep (e.g. model=ntm,ntm1,ntm2) run one after another in one process:
+    without a reset, the compiled entries of earlier models (first and later steps, train
+    and eval, per batch size) use up Dynamo's recompile limit and later models silently run eagerly. Here
+    hitting the limit raises instead."""
+    import torch
+    import torch._dynamo
+
+    from ntm_repro.models.factory import build_model
+    from ntm_repro.training.instantiate import build_task
+    from ntm_repro.training.run import compile_time_step
+
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # a model's first and later steps
+    for name in ("ntm", "ntm1"):
+        cfg = compose_cfg(f"model={name}")
+        task = build_task(cfg.task)
+        inputs = task.episode(2, task.parse_level("3"), torch.Generator().manual_seed(0)).inputs
+        model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+        compile_time_step(model)
+        model(inputs).sum().backward()

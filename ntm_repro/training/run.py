@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 import traceback
 import warnings
@@ -146,12 +147,25 @@ def check_memory_capacity(task: Task, model_cfg: DictConfig) -> None:
         )
 
 
+#: Compilers torch.compile's CPU backend (Inductor) can build with.
+CXX_COMPILERS = ("g++", "c++", "clang++")
+
+
 def compile_time_step(model: torch.nn.Module) -> None:
     """``torch.compile`` the NTM's per-time-step function. Its shapes do not depend on the
     sequence length, so variable lengths never recompile; each batch size compiles once
     (tens of seconds), which pays off on long runs (about 3x at batch 1, 2x at batch 32)."""
     if not isinstance(model, NTM):
         raise ConfigError("train.compile=true: only NTM models (model.type=ntm) have a compiled time step")
+    if not torch.cuda.is_available() and not any(shutil.which(cxx) for cxx in CXX_COMPILERS):
+        raise ConfigError(
+            "train.compile=true: torch.compile needs a C++ compiler on the CPU (none of "
+            f"{', '.join(CXX_COMPILERS)} is on PATH); install one (e.g. apt install g++) or set train.compile=false"
+        )
+    # A fresh start for each model: compiled entries of earlier models in this process (the
+    # jobs before it in a sweep, the configurations before it in a benchmark) would otherwise
+    # use up Dynamo's recompile limit and silently leave this one running eagerly.
+    torch._dynamo.reset()
     model.step = torch.compile(model.step, dynamic=False)
 
 
