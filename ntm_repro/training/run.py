@@ -154,7 +154,7 @@ CXX_COMPILERS = ("g++", "c++", "clang++")
 def compile_time_step(model: torch.nn.Module) -> None:
     """``torch.compile`` the NTM's per-time-step function. Its shapes do not depend on the
     sequence length, so variable lengths never recompile; each batch size compiles once
-    (tens of seconds), which pays off on long runs (about 3x at batch 1, 2x at batch 32)."""
+    (tens of seconds), which pays off on long runs (about 2.3x at batch 1, 2x at batch 32)."""
     if not isinstance(model, NTM):
         raise ConfigError("train.compile=true: only NTM models (model.type=ntm) have a compiled time step")
     if not torch.cuda.is_available() and not any(shutil.which(cxx) for cxx in CXX_COMPILERS):
