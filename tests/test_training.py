@@ -159,3 +159,28 @@ def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg, monkeypa
         model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
         compile_time_step(model)
         model(inputs).sum().backward()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, monkeypatch, batch):
+    """x_t must have the same strides at every sequence length (a slice of a batch-major
+    (B, T, I) input would not): lengths 1-8, training and evaluation, within 4 entries."""
+    import torch
+    import torch._dynamo
+
+    from ntm_repro.models.factory import build_model
+    from ntm_repro.training.instantiate import build_task
+    from ntm_repro.training.run import compile_time_step
+
+    cfg = compose_cfg()
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    compile_time_step(model)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 4)  # first/later steps x train/eval
+    for length in range(1, 9):
+        inputs = torch.rand(batch, length, task.input_size)
+        model(inputs).sum().backward()
+        with torch.no_grad():
+            model(inputs)
+

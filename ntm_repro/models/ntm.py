@@ -194,8 +194,11 @@ class NTM(nn.Module):
         state = self.initial_state(inputs.shape[0])
         plans = self.mixer.level_plans() if self.mixer.active else []
         tops, reads, write_trace, read_trace = [], [], [], []
-        for t in range(inputs.shape[1]):
-            top, state = self.step(inputs[:, t], state, plans)
+        # Time-major with canonical strides (a copy: ``contiguous`` keeps the odd stride of a
+        # size-1 batch dimension): every x_t then has the same strides whatever the sequence
+        # length, so a compiled step is not recompiled for each new length.
+        for x in inputs.transpose(0, 1).clone(memory_format=torch.contiguous_format):
+            top, state = self.step(x, state, plans)
             tops.append(top)
             reads.append(state.reads)
             if trace:
