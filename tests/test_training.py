@@ -138,7 +138,7 @@ def test_compile_without_a_cpp_compiler_is_one_line(compose_cfg, tmp_path, monke
         train(compose_cfg("train.compile=true"), tmp_path)
 
 
-def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg, monkeypatch):
+def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg):
     """The jobs of a sweep (e.g. model=ntm,ntm1,ntm2) run one after another in one process:
     without a reset, the compiled entries of earlier models (first and later steps, train
     and eval, per batch size) use up Dynamo's recompile limit and later models silently run eagerly. Here
@@ -150,19 +150,18 @@ def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg, monkeypa
     from ntm_repro.training.instantiate import build_task
     from ntm_repro.training.run import compile_time_step
 
-    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # a model's first and later steps
-    for name in ("ntm", "ntm1"):
-        cfg = compose_cfg(f"model={name}")
-        task = build_task(cfg.task)
-        inputs = task.episode(2, task.parse_level("3"), torch.Generator().manual_seed(0)).inputs
-        model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
-        compile_time_step(model)
-        model(inputs).sum().backward()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=2):  # first, later steps
+        for name in ("ntm", "ntm1"):
+            cfg = compose_cfg(f"model={name}")
+            task = build_task(cfg.task)
+            inputs = task.episode(2, task.parse_level("3"), torch.Generator().manual_seed(0)).inputs
+            model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+            compile_time_step(model)
+            model(inputs).sum().backward()
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, monkeypatch, batch):
+def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, batch):
     """x_t must have the same strides at every sequence length (a slice of a batch-major
     (B, T, I) input would not): lengths 1-8, training and evaluation, within 4 entries."""
     import torch
@@ -176,11 +175,10 @@ def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, monkeypa
     task = build_task(cfg.task)
     model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
     compile_time_step(model)
-    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 4)  # first/later steps x train/eval
-    for length in range(1, 9):
-        inputs = torch.rand(batch, length, task.input_size)
-        model(inputs).sum().backward()
-        with torch.no_grad():
-            model(inputs)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=4):  # first/later x train/eval
+        for length in range(1, 9):
+            inputs = torch.rand(batch, length, task.input_size)
+            model(inputs).sum().backward()
+            with torch.no_grad():
+                model(inputs)
 
