@@ -4,9 +4,13 @@ import json
 
 import pandas as pd
 import pytest
+import torch
+import torch._dynamo
 
 from ntm_repro.errors import ConfigError
-from ntm_repro.training.run import train
+from ntm_repro.models.factory import build_model
+from ntm_repro.training.instantiate import build_task
+from ntm_repro.training.run import compile_time_step, train
 
 
 def test_run_folder_contract(compose_cfg, tmp_path):
@@ -138,25 +142,23 @@ def test_compile_without_a_cpp_compiler_is_one_line(compose_cfg, tmp_path, monke
         train(compose_cfg("train.compile=true"), tmp_path)
 
 
+def compiled_model(cfg):
+    """The config's task and its NTM with the time step compiled."""
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    compile_time_step(model)
+    return task, model
+
+
 def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg):
     """The jobs of a sweep (e.g. model=ntm,ntm1,ntm2) run one after another in one process:
     without a reset, the compiled entries of earlier models (first and later steps, train
-    and eval, per batch size) use up Dynamo's recompile limit and later models silently run eagerly. Here
-    hitting the limit raises instead."""
-    import torch
-    import torch._dynamo
-
-    from ntm_repro.models.factory import build_model
-    from ntm_repro.training.instantiate import build_task
-    from ntm_repro.training.run import compile_time_step
-
+    and eval, per batch size) use up Dynamo's recompile limit and later models silently run
+    eagerly. Here hitting the limit raises instead."""
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=2):  # first, later steps
         for name in ("ntm", "ntm1"):
-            cfg = compose_cfg(f"model={name}")
-            task = build_task(cfg.task)
+            task, model = compiled_model(compose_cfg(f"model={name}"))
             inputs = task.episode(2, task.parse_level("3"), torch.Generator().manual_seed(0)).inputs
-            model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
-            compile_time_step(model)
             model(inputs).sum().backward()
 
 
@@ -164,21 +166,10 @@ def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg):
 def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, batch):
     """x_t must have the same strides at every sequence length (a slice of a batch-major
     (B, T, I) input would not): lengths 1-8, training and evaluation, within 4 entries."""
-    import torch
-    import torch._dynamo
-
-    from ntm_repro.models.factory import build_model
-    from ntm_repro.training.instantiate import build_task
-    from ntm_repro.training.run import compile_time_step
-
-    cfg = compose_cfg()
-    task = build_task(cfg.task)
-    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
-    compile_time_step(model)
+    task, model = compiled_model(compose_cfg())
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=4):  # first/later x train/eval
         for length in range(1, 9):
             inputs = torch.rand(batch, length, task.input_size)
             model(inputs).sum().backward()
             with torch.no_grad():
                 model(inputs)
-
