@@ -7,6 +7,7 @@ the overhead of running the same steps through Lightning's Trainer.
     python -m ntm_repro.bench --models ntm lstm --batch-sizes 1 8 32 --threads 1 2 --csv out.csv
     python -m ntm_repro.bench --models ntm ntm1 ntm2 ntm3 --task recall --level 6 --repeat 3
     python -m ntm_repro.bench --batch-sizes 32 --lightning-steps 60 --device cuda
+    python -m ntm_repro.bench --seeds 5 --compile     # 5 seeds trained as one batch
 
 "vs first" is each model's time per sequence relative to the first model listed (same
 batch size and threads), the ratio to compare on a noisy machine.
@@ -31,11 +32,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
 from ntm_repro.models.factory import build_model
+from ntm_repro.models.seed_batch import SeedBatch
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.module import SequenceLearner
-from ntm_repro.training.run import compile_time_step, quiet_lightning
+from ntm_repro.training.run import check_compile, compile_time_step, quiet_lightning
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
@@ -44,29 +46,44 @@ def load_config(model: str, task: str, controller: str, overrides: list[str]) ->
 
 
 class Bench:
-    """One model on one fixed episode: timed training steps (forward, backward, element-wise
-    clipping, Adam), evaluation passes, and the memory autograd keeps for backward."""
+    """One model (or ``seeds`` copies of it trained as a batch) on one fixed episode: timed
+    training steps (forward, backward, element-wise clipping, Adam), evaluation passes, and
+    the memory autograd keeps for backward. Rates count every seed's sequences."""
 
-    def __init__(self, cfg: DictConfig, batch_size: int, level: str, device: str, compile_step: bool = False):
-        torch.manual_seed(0)
+    def __init__(self, cfg: DictConfig, batch_size: int, level: str, device: str, compile_step: bool = False, seeds: int = 1):
         self.task = build_task(cfg.task)
-        self.model = build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device)
-        if compile_step:
-            compile_time_step(self.model)
+        networks = []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            networks.append(build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device))
+        if seeds == 1:
+            self.model = networks[0]
+            if compile_step:
+                compile_time_step(self.model)
+        else:
+            if compile_step:
+                check_compile(networks[0])
+            self.model = SeedBatch(networks, compile_step=compile_step).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, foreach=True)
         episode = self.task.episode(batch_size, self.task.parse_level(level), torch.Generator().manual_seed(0))
         self.episode = Episode(*(tensor.to(device) for tensor in episode))
-        self.batch_size, self.device = batch_size, torch.device(device)
+        # every seed on the same episode; the loss sees the seeds' sequences side by side
+        self.inputs = self.episode.inputs if seeds == 1 else self.episode.inputs.expand(seeds, *episode.inputs.shape)
+        self.scored = Episode(*(tensor.repeat(seeds, *[1] * (tensor.dim() - 1)) for tensor in self.episode))
+        self.seeds, self.batch_size, self.device = seeds, batch_size, torch.device(device)
+
+    def loss(self) -> torch.Tensor:
+        return cost_nats(self.model(self.inputs).reshape(self.scored.targets.shape[0], *self.scored.targets.shape[1:]), self.scored)
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        cost_nats(self.model(self.episode.inputs), self.episode).backward()
+        self.loss().backward()
         torch.nn.utils.clip_grad_value_(self.model.parameters(), 10.0)
         self.optimizer.step()
 
     @torch.no_grad()
     def forward(self) -> None:
-        self.model(self.episode.inputs)
+        self.model(self.inputs)
 
     def rate(self, work, seconds: float, warmup: int = 3) -> float:
         """Sequences per second of ``work`` (called repeatedly for ``seconds``)."""
@@ -78,7 +95,7 @@ class Bench:
             work()
             calls += 1
         self._sync()
-        return calls * self.batch_size / (time.perf_counter() - start)
+        return calls * self.batch_size * self.seeds / (time.perf_counter() - start)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -95,7 +112,7 @@ class Bench:
             return tensor
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            cost_nats(self.model(self.episode.inputs), self.episode)
+            self.loss()
         return sum(seen.values()) / 2**20
 
     def lightning_rate(self, steps: int, trainer_cfg: DictConfig) -> float:
@@ -114,9 +131,9 @@ class Bench:
         )
         clock = StepClock(warmup=3)
         trainer.callbacks.append(clock)
-        trainer.fit(learner, train_dataloaders=DataLoader(Repeat(self.episode), batch_size=None))
+        trainer.fit(learner, train_dataloaders=DataLoader(Repeat([self.episode] * self.seeds), batch_size=None))
         self._sync()
-        return (steps - clock.warmup) * self.batch_size / (time.perf_counter() - clock.start)
+        return (steps - clock.warmup) * self.batch_size * self.seeds / (time.perf_counter() - clock.start)
 
 
 class StepClock(pl.Callback):
@@ -131,14 +148,14 @@ class StepClock(pl.Callback):
 
 
 class Repeat(IterableDataset):
-    """The same episode, endlessly."""
+    """The same batch (one episode per seed), endlessly."""
 
-    def __init__(self, episode: Episode):
-        self.episode = episode
+    def __init__(self, batch: list[Episode]):
+        self.batch = batch
 
     def __iter__(self):
         while True:
-            yield self.episode
+            yield self.batch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,11 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
     parser.add_argument("--compile", action="store_true", help="torch.compile the NTM's time step (NTM models only)")
+    parser.add_argument("--seeds", type=int, default=1, help="train this many seeds as one batch (seeds as a batch; rates count all seeds)")
     parser.add_argument("--lightning-steps", type=int, default=0, help="also time this many steps through the Trainer")
     parser.add_argument("--repeat", type=int, default=1, help="timed rounds per configuration (median reported)")
     parser.add_argument("--csv", help="also write the figures to this CSV file")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.memory.locations=64")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: give a positive number")
     if 0 < args.lightning_steps <= 3:
         parser.error("--lightning-steps: give more than 3 (the first 3 steps are warm-up)")
     quiet_lightning()
@@ -168,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         for model, threads, batch in configs:
             torch.set_num_threads(threads)
             start = time.perf_counter()
-            bench = Bench(cfgs[model], batch, args.level, args.device, compile_step=args.compile)
+            bench = Bench(cfgs[model], batch, args.level, args.device, compile_step=args.compile, seeds=args.seeds)
             measured = {"train": bench.rate(bench.step, args.seconds)}
             if args.compile:
                 print(f"{model} batch {batch}: compile and timing {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -186,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         median = {name: statistics.median(values) for name, values in figures[(model, threads, batch)].items()}
         first = statistics.median(figures[(args.models[0], threads, batch)]["train"])
         row = dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads, device=args.device,
-                   compiled=args.compile, train_seq_per_s=round(median["train"], 2), time_vs_first_model=round(first / median["train"], 3),
+                   compiled=args.compile, seeds=args.seeds, train_seq_per_s=round(median["train"], 2), time_vs_first_model=round(first / median["train"], 3),
                    eval_seq_per_s=round(median["eval"], 2), saved_for_backward_mb=round(median["saved_mb"], 2))
         line = (f"{model:<12}{args.task:<14}{args.level:>6}{batch:>6}{threads:>8}{median['train']:>13.1f}{first / median['train']:>8.2f}x"
                 f"{median['eval']:>12.1f}{median['saved_mb']:>10.1f}")

@@ -84,6 +84,21 @@ def test_headline_structured_sweep_on_recall(tmp_path):
     )
 
 
+def test_a_seed_batch_sweep_then_its_report(tmp_path):
+    """Each model's seeds trained as one batch (two groups at once, in worker processes):
+    a run folder per seed, as a sweep without seed_batch writes, and the report reads them."""
+    result = run_cli(tmp_path, "-m", "model=ntm,lstm", "seed=0-2", "seed_batch.enabled=true", *TINY, "train.sequences=64",
+                     "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    runs = summaries(tmp_path / "sweep")
+    assert sorted((r["model"], r["seed"]) for r in runs) == sorted((m, s) for m in ("ntm", "lstm") for s in range(3))
+    assert all(r["status"] == "completed" and r["trained_with_seeds"] == [0, 1, 2] for r in runs)
+    assert all((run / name).exists() for run in (tmp_path / "sweep").glob("*_s*") for name in ("metrics.csv", "last.ckpt", ".hydra"))
+    report = subprocess.run([shutil.which("ntm-repro-report"), "sweep", "--out", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "out" / "sweep.pdf").stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -92,6 +107,9 @@ def test_headline_structured_sweep_on_recall(tmp_path):
         (["+trainer.max_epoch=1", *TINY], "ntm-repro: error: trainer settings rejected by pytorch_lightning.Trainer: "),
         (["hydra.run.dir=blocker/run"], "ntm-repro: error: cannot write runs to "),
         (["-m", "seed=0,1", "hydra.sweep.dir=blocker/sweep"], "ntm-repro: error: cannot write runs to "),
+        (["-m", "seed=0,1", "seed_batch.enabled=true", "hydra/launcher=joblib"],
+         "ntm-repro: error: seed_batch.enabled=true trains the seed groups in the launching process; drop the hydra/launcher"),
+        (["-m", "seed=0,1", "seed_batch.enabled=true", "seed_batch.jobs=0"], "ntm-repro: error: seed_batch.jobs=0: give a positive number"),
     ],
 )
 def test_typos_and_misuse_give_one_line(tmp_path, args, message):

@@ -96,7 +96,7 @@ def test_evaluate_reports_bits_and_errors():
 
     model = Fixed()
     model.train()
-    result = evaluate(model, [EPISODE, EPISODE])
+    (result,) = evaluate(model, [EPISODE, EPISODE])
     assert result["cost_bits"] == pytest.approx(2.6225562, abs=1e-6)
     assert result["bit_errors"] == pytest.approx(1.0)
     assert model.training  # restored

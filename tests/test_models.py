@@ -296,7 +296,7 @@ def test_feedforward_controller_by_hand():
         ctrl.layers[0].bias.fill_(0.5)
     # sigmoid(1*1 - 2*0.25 + 0.5) = sigmoid(1) = 0.7310586
     outputs, state = ctrl.step(torch.tensor([[1.0, 0.25]]), ctrl.initial_state(1))
-    assert state is None
+    assert state == ()
     torch.testing.assert_close(outputs[0], torch.tensor([[0.7310586]]))
 
 

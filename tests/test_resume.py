@@ -60,6 +60,28 @@ def test_a_run_killed_and_resumed_ends_like_an_uninterrupted_one(tmp_path):
 
 
 @pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed")
+def test_a_killed_seed_batch_resumes_together_and_ends_like_an_uninterrupted_one(tmp_path):
+    sweep = [NTM_REPRO, "-m", *LONGER, "seed=0,1", "seed_batch.enabled=true"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert subprocess.run([*sweep, f"hydra.sweep.dir={whole}"], capture_output=True, timeout=600).returncode == 0
+    process = subprocess.Popen([*sweep, f"hydra.sweep.dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = [killed / "0_ntm_copy_s0", killed / "1_ntm_copy_s1"]
+    for run in runs:
+        wait_for_checkpoint(process, run)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    resumed = subprocess.run([*sweep, "resume=true", f"hydra.sweep.dir={killed}"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    for run in runs:
+        after = summary(run)
+        assert after["status"] == "completed" and 0 < after["resumed_from_sequences"] < 1600
+        assert after["trained_with_seeds"] == [0, 1]  # continued together
+        assert after["final"] == summary(whole / run.name)["final"]
+        assert metric_rows(run) == metric_rows(whole / run.name)
+    assert not (runs[0] / "seed_batch_resume.ckpt").exists()
+
+
+@pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed")
 def test_sigterm_leaves_a_checkpoint_and_status_interrupted(tmp_path):
     process = start(tmp_path)
     wait_for_checkpoint(process, tmp_path)

@@ -7,9 +7,21 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 LSTM_BIASES = ("double", "single")
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+
+
+def lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh=None):
+    """One LSTM step, ``gates = W_ih x + b_ih + W_hh h + b_hh``, ``c' = sigma(f) c + sigma(i) tanh(g)``,
+    ``h' = sigma(o) tanh(c')``: the ops of ``torch.lstm_cell`` on the CPU (bitwise equal there),
+    written out so that ``torch.func.vmap`` can batch it over seeds (it has no rule for the fused op)."""
+    h, c = state
+    gates = F.linear(x, weight_ih, bias_ih) + F.linear(h, weight_hh, bias_hh)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 class LSTMController(nn.Module):
@@ -66,7 +78,7 @@ class LSTMController(nn.Module):
         inp = x
         for l in range(self.num_layers):
             b_hh = self.bias_hh[l] if self.bias_hh is not None else None
-            h, c = torch.lstm_cell(inp, state[l], self.weight_ih[l], self.weight_hh[l], self.bias_ih[l], b_hh)
+            h, c = lstm_cell(inp, state[l], self.weight_ih[l], self.weight_hh[l], self.bias_ih[l], b_hh)
             outputs.append(h)
             new_state.append((h, c))
             inp = torch.cat((x, h), dim=-1) if self.skip else h
@@ -83,12 +95,13 @@ class FeedforwardController(nn.Module):
         self.activation = ACTIVATIONS[activation]
         self.layers = nn.ModuleList(nn.Linear(input_size if l == 0 else size, size) for l in range(layers))
 
-    def initial_state(self, batch_size: int) -> None:
-        return None
+    def initial_state(self, batch_size: int) -> tuple:
+        """No state: an empty tuple (a tensor tree with no leaves, which vmap can return)."""
+        return ()
 
-    def step(self, x: torch.Tensor, state: None):
+    def step(self, x: torch.Tensor, state: tuple):
         outputs = []
         for layer in self.layers:
             x = self.activation(layer(x))
             outputs.append(x)
-        return outputs, None
+        return outputs, ()

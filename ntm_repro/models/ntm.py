@@ -36,7 +36,7 @@ INIT_FOCUS = 10.0
 class NTMState(NamedTuple):
     """Everything carried from one time step to the next."""
 
-    controller: Any  # the controller's own state (None for a feedforward controller)
+    controller: Any  # the controller's own state (empty for a feedforward controller)
     memory: torch.Tensor  # (B, K, N, W), all blocks stacked
     norms: torch.Tensor  # (B, K, N), row norms of ``memory`` (shared by all heads' addressing)
     write_weights: torch.Tensor  # (B, Hw, N), within each head's block
@@ -165,6 +165,15 @@ class NTM(nn.Module):
             reads=self.init_reads.unsqueeze(0).expand(batch, -1),
         )
 
+    def mixing_plans(self) -> list:
+        """The mixer's :meth:`Mixer.level_plans` (none for a topology without mixing)."""
+        return self.mixer.level_plans() if self.mixer.active else []
+
+    def readout(self, tops: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+        """Output logits ``W_o [h_t, r_t] + b_o`` for every step at once: ``tops`` (B, T, H),
+        ``reads`` (B, T, Hr * W) -> (B, T, output_size)."""
+        return self.output(torch.cat((tops, reads), dim=-1))
+
     def step(self, x: torch.Tensor, state: NTMState, plans: list) -> tuple[torch.Tensor, NTMState]:
         """One time step (module docstring, 1-5): returns the top controller layer's output
         and the new state. ``plans``: :meth:`Mixer.level_plans`, built once per sequence."""
@@ -192,7 +201,7 @@ class NTM(nn.Module):
         """``inputs``: (B, T, input_size) -> output logits (B, T, output_size), and a
         :class:`Trace` when ``trace`` is true."""
         state = self.initial_state(inputs.shape[0])
-        plans = self.mixer.level_plans() if self.mixer.active else []
+        plans = self.mixing_plans()
         tops, reads, write_trace, read_trace = [], [], [], []
         # Time-major with canonical strides (a copy: ``contiguous`` keeps the odd stride of a
         # size-1 batch dimension): every x_t then has the same strides whatever the sequence
@@ -204,7 +213,7 @@ class NTM(nn.Module):
             if trace:
                 write_trace.append(state.write_weights)
                 read_trace.append(state.read_weights)
-        logits = self.output(torch.cat((torch.stack(tops, dim=1), torch.stack(reads, dim=1)), dim=-1))
+        logits = self.readout(torch.stack(tops, dim=1), torch.stack(reads, dim=1))
         if not trace:
             return logits
         memory = state.memory.reshape(inputs.shape[0], -1, self.width)

@@ -1,7 +1,8 @@
-"""Episodes for Lightning: an endless training stream in which batch i is drawn from a
-generator seeded by (seed, i), so a resumed run sees exactly the batches an uninterrupted
-one would (whatever Lightning prefetched before the checkpoint), and fixed held-out sets
-for validation and tests."""
+"""Episodes for Lightning: an endless training stream in which batch i of run seed s is
+drawn from a generator seeded by (s, i), so a resumed run sees exactly the batches an
+uninterrupted one would (whatever Lightning prefetched before the checkpoint), and seeds
+trained together (:mod:`ntm_repro.models.seed_batch`) see exactly the batches each would
+alone; and fixed held-out sets for validation and tests."""
 
 from __future__ import annotations
 
@@ -26,29 +27,32 @@ def batch_seed(seed: int, index: int) -> int:
 
 
 class EpisodeStream(IterableDataset):
-    """Endless batches ``task.sample(batch_size, generator)``, batch i from its own seed,
-    starting at batch ``start``."""
+    """Endless steps, starting at step ``start``: step i is a list with one batch
+    ``task.sample(batch_size, generator)`` per run seed, each from its own generator seed."""
 
-    def __init__(self, task: Task, batch_size: int, seed: int, start: int = 0):
-        self.task, self.batch_size, self.seed, self.start = task, batch_size, seed, start
+    def __init__(self, task: Task, batch_size: int, seeds: Sequence[int], start: int = 0):
+        self.task, self.batch_size, self.seeds, self.start = task, batch_size, list(seeds), start
 
-    def __iter__(self) -> Iterator[Episode]:
+    def __iter__(self) -> Iterator[list[Episode]]:
         generator = torch.Generator()
         index = self.start
         while True:
-            generator.manual_seed(batch_seed(self.seed, index))
-            yield self.task.sample(self.batch_size, generator)
+            batches = []
+            for seed in self.seeds:
+                generator.manual_seed(batch_seed(seed, index))
+                batches.append(self.task.sample(self.batch_size, generator))
+            yield batches
             index += 1
 
 
 class EpisodeDataModule(pl.LightningDataModule):
-    def __init__(self, task: Task, batch_size: int, seed: int):
+    def __init__(self, task: Task, batch_size: int, seeds: Sequence[int]):
         super().__init__()
-        self.task, self.batch_size, self.seed = task, batch_size, seed
+        self.task, self.batch_size, self.seeds = task, batch_size, list(seeds)
         self.start = 0  # the first batch to draw: the global step a resumed run restarts at
 
     def train_dataloader(self) -> DataLoader:
-        stream = EpisodeStream(self.task, self.batch_size, self.seed, self.start)
+        stream = EpisodeStream(self.task, self.batch_size, self.seeds, self.start)
         return DataLoader(stream, batch_size=None, num_workers=0)
 
     def state_dict(self) -> dict[str, Any]:

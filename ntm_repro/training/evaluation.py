@@ -29,7 +29,7 @@ def generalisation_rows(model: torch.nn.Module, task: Task, levels: Sequence[Any
     """Cost and bit errors at every level of ``levels``, on fixed held-out episodes."""
     rows = []
     for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
-        metrics = evaluate(model, [episode], task.reference_metrics)
+        (metrics,) = evaluate(model, [episode], task.reference_metrics)
         in_range = level in task.train_levels
         rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level, **metrics})
     return rows

@@ -33,22 +33,28 @@ Reference = Callable[[Episode], "dict[str, float]"]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None) -> list[dict[str, float]]:
     """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd,
-    and the mean of every ``reference`` figure."""
+    and the mean of every ``reference`` figure: one dict per seed (a
+    :class:`~ntm_repro.models.seed_batch.SeedBatch` holds several; any other network one)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    totals: dict[str, float] = {"cost_bits": 0.0, "bit_errors": 0.0}
+    seeds = getattr(model, "seeds", None)
+    totals = [{"cost_bits": 0.0, "bit_errors": 0.0} for _ in range(seeds or 1)]
     sequences = 0
     for episode in episodes:
         extra = reference(episode) if reference else {}
         episode = Episode(*(tensor.to(device) for tensor in episode))
-        logits = model(episode.inputs)
-        size = logits.shape[0]
-        figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}
-        for name, value in figures.items():
-            totals[name] = totals.get(name, 0.0) + value * size
+        if seeds is None:
+            per_seed = [model(episode.inputs)]
+        else:  # every seed on the same episodes
+            per_seed = model(episode.inputs.expand(seeds, *episode.inputs.shape)).unbind(0)
+        size = episode.inputs.shape[0]
+        for logits, seed_totals in zip(per_seed, totals):
+            figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}
+            for name, value in figures.items():
+                seed_totals[name] = seed_totals.get(name, 0.0) + value * size
         sequences += size
     model.train(was_training)
-    return {name: total / sequences for name, total in totals.items()}
+    return [{name: total / sequences for name, total in seed_totals.items()} for seed_totals in totals]

@@ -1,6 +1,13 @@
 """The LightningModule: one optimisation step per batch of episodes, with no per-step
 logging; training metrics are averaged over each logging interval and the held-out set is
-evaluated every ``val_every_steps`` steps (and before the first step)."""
+evaluated every ``val_every_steps`` steps (and before the first step).
+
+One learner trains one network, or the K networks of a
+:class:`~ntm_repro.models.seed_batch.SeedBatch` (seeds as a batch); every batch is a list
+with one batch of episodes per seed, and every figure is kept and logged per seed, to that
+seed's own loggers. A seed whose loss is not finite stops there (``diverged``) while the
+others go on.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,10 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
+from ntm_repro.models.seed_batch import SeedBatch
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
+from ntm_repro.training.seed_checkpoints import split_checkpoint
 
 
 class TrainingDiverged(RuntimeError):
@@ -31,26 +40,32 @@ class SequenceLearner(pl.LightningModule):
         val_every_steps: int,
         reference: Reference | None = None,
         checkpoint_every_steps: int = 0,
-        checkpoint_path: Path | None = None,
+        checkpoint_paths: list[Path] | None = None,
     ):
         super().__init__()
         self.model = model
+        self.seeds = model.seeds if isinstance(model, SeedBatch) else 1
         self.optimizer_factory = optimizer
         self.validation = validation
         self.batch_size = batch_size
         self.log_every_steps = log_every_steps
         self.val_every_steps = val_every_steps
         self.reference = reference
-        self.checkpoint_every_steps, self.checkpoint_path = checkpoint_every_steps, checkpoint_path
-        self._extra: dict[str, float] = {}  # sums of the reference figures over the interval
-        # running sums over the logging interval, on the model's device (no per-step sync)
-        self.register_buffer("_cost", torch.zeros(()), persistent=False)
-        self.register_buffer("_errors", torch.zeros(()), persistent=False)
+        self.checkpoint_every_steps, self.checkpoint_paths = checkpoint_every_steps, checkpoint_paths or []
+        #: each seed's loggers (set once they exist; a single network's are the trainer's)
+        self.seed_loggers: list[list] = [[] for _ in range(self.seeds)]
+        #: per seed: None while training, else the reason it stopped (non-finite loss)
+        self.diverged: list[str | None] = [None] * self.seeds
+        self.diverged_at: list[int | None] = [None] * self.seeds  # steps completed before it
+        self._extra: list[dict[str, float]] = [{} for _ in range(self.seeds)]  # reference figures' sums
+        # running sums over the logging interval, per seed, on the model's device (no per-step sync)
+        self.register_buffer("_cost", torch.zeros(self.seeds), persistent=False)
+        self.register_buffer("_errors", torch.zeros(self.seeds), persistent=False)
         self._steps = 0
         self._validated_at: int | None = None
         self._start = time.monotonic()
         self._elapsed_before = 0.0  # training time of the sessions before a resume
-        self.last_metrics: dict[str, float] = {}
+        self.last_metrics: list[dict[str, float]] = [{} for _ in range(self.seeds)]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())
@@ -58,22 +73,33 @@ class SequenceLearner(pl.LightningModule):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs)
 
-    def training_step(self, batch: Episode, batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch.inputs)
-        loss = cost_nats(logits, batch)
-        loss_value = loss.detach()
-        if not torch.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"non-finite loss ({loss_value.item()}) at step {self.global_step + 1} "
-                f"({self.global_step * self.batch_size} sequences seen); try a lower optimizer.lr"
-            )
-        self._cost += loss_value
-        self._errors += bit_errors(logits.detach(), batch)
+    def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
+        if self.seeds == 1:
+            logits = [self.model(batch[0].inputs)]
+        else:
+            logits = self.model.forward_episodes(batch)
+        losses = torch.stack([cost_nats(seed_logits, episode) for seed_logits, episode in zip(logits, batch)])
+        values = losses.detach()
+        finite = torch.isfinite(values).tolist()
+        for k, ok in enumerate(finite):
+            if not ok and self.diverged[k] is None:
+                self.diverged_at[k] = self.global_step
+                self.diverged[k] = (
+                    f"non-finite loss ({values[k].item()}) at step {self.global_step + 1} "
+                    f"({self.global_step * self.batch_size} sequences seen); try a lower optimizer.lr"
+                )
+        if all(reason is not None for reason in self.diverged):
+            raise TrainingDiverged(next(reason for reason in reversed(self.diverged) if reason))
+        alive = torch.tensor([reason is None for reason in self.diverged], device=values.device)
+        self._cost += torch.where(alive, values, 0.0)
+        self._errors += torch.where(alive, torch.stack([bit_errors(l.detach(), e) for l, e in zip(logits, batch)]), 0.0)
         if self.reference is not None:
-            for name, value in self.reference(batch).items():
-                self._extra[name] = self._extra.get(name, 0.0) + value
+            for k, episode in enumerate(batch):
+                for name, value in self.reference(episode).items():
+                    self._extra[k][name] = self._extra[k].get(name, 0.0) + value
         self._steps += 1
-        return loss
+        # a diverged seed's loss leaves the sum (its own parameters are past saving; no other seed's depend on them)
+        return torch.where(alive, losses, 0.0).sum()
 
     @property
     def sequences_seen(self) -> int:
@@ -97,18 +123,28 @@ class SequenceLearner(pl.LightningModule):
             self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
-        """Write ``checkpoint_path`` atomically: a run killed mid-write keeps the previous one."""
-        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
-        self.trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.checkpoint_path)
+        """Write each seed's checkpoint atomically (a run killed mid-write keeps the previous
+        one); seeds trained together get the checkpoint each would have had alone. A diverged
+        seed keeps its last finite one."""
+        tmp = [path.with_name(path.name + ".tmp") for path in self.checkpoint_paths]
+        self.trainer.save_checkpoint(tmp[0])
+        if self.seeds > 1:
+            checkpoint = torch.load(tmp[0], map_location="cpu", weights_only=False)
+            for seed_checkpoint, path in zip(split_checkpoint(checkpoint, self.model), tmp):
+                torch.save(seed_checkpoint, path)
+        for source, target, diverged in zip(tmp, self.checkpoint_paths, self.diverged):
+            if diverged is None:
+                os.replace(source, target)
+            else:
+                source.unlink()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The unlogged part of the current interval and the clock, so that a resumed run
-        logs exactly the rows an uninterrupted one would."""
+        """The unlogged part of the current interval (per seed) and the clock, so that a
+        resumed run logs exactly the rows an uninterrupted one would."""
         checkpoint["interval"] = {
-            "cost": float(self._cost),
-            "errors": float(self._errors),
-            "extra": dict(self._extra),
+            "cost": self._cost.tolist(),
+            "errors": self._errors.tolist(),
+            "extra": [dict(extra) for extra in self._extra],
             "steps": self._steps,
             "validated_at": self._validated_at,
             "elapsed": self._elapsed(),
@@ -116,9 +152,9 @@ class SequenceLearner(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         interval = checkpoint["interval"]
-        self._cost.fill_(interval["cost"])
-        self._errors.fill_(interval["errors"])
-        self._extra = dict(interval["extra"])
+        self._cost.copy_(torch.tensor(interval["cost"]))
+        self._errors.copy_(torch.tensor(interval["errors"]))
+        self._extra = [dict(extra) for extra in interval["extra"]]
         self._steps, self._validated_at = interval["steps"], interval["validated_at"]
         self._elapsed_before = interval["elapsed"]
 
@@ -132,10 +168,14 @@ class SequenceLearner(pl.LightningModule):
         """Training metrics averaged over the steps since the last training row."""
         if not self._steps:
             return
-        values = {"cost_bits": float(self._cost) / self._steps / LN2, "bit_errors": float(self._errors) / self._steps}
-        values.update({name: total / self._steps for name, total in self._extra.items()})
-        self._log("train", values)
-        self._extra.clear()
+        cost, errors = self._cost.tolist(), self._errors.tolist()
+        rows = []
+        for k in range(self.seeds):
+            values = {"cost_bits": cost[k] / self._steps / LN2, "bit_errors": errors[k] / self._steps}
+            values.update({name: total / self._steps for name, total in self._extra[k].items()})
+            rows.append(values)
+            self._extra[k].clear()
+        self._log("train", rows)
         self._cost.zero_()
         self._errors.zero_()
         self._steps = 0
@@ -144,9 +184,13 @@ class SequenceLearner(pl.LightningModule):
         self._log("val", evaluate(self.model, self.validation, self.reference))
         self._validated_at = self.global_step
 
-    def _log(self, split: str, values: dict[str, float]) -> None:
-        metrics = {"sequences": self.sequences_seen, "time_s": round(self._elapsed(), 3)}
-        metrics.update({f"{split}/{k}": v for k, v in values.items()})
-        self.last_metrics.update({f"{split}/{k}": v for k, v in values.items()})
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.global_step)
+    def _log(self, split: str, per_seed: list[dict[str, float]]) -> None:
+        """One row per seed still training, to that seed's loggers."""
+        for k, values in enumerate(per_seed):
+            if self.diverged[k] is not None:
+                continue
+            metrics = {"sequences": self.sequences_seen, "time_s": round(self._elapsed(), 3)}
+            metrics.update({f"{split}/{name}": value for name, value in values.items()})
+            self.last_metrics[k].update({f"{split}/{name}": value for name, value in values.items()})
+            for logger in self.seed_loggers[k]:
+                logger.log_metrics(metrics, step=self.global_step)

@@ -27,10 +27,12 @@ class SequenceProgress(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.bar.update(module.batch_size)
         if module.global_step % module.log_every_steps == 0:
-            metrics = module.last_metrics
-            self.bar.set_postfix(
-                {k.replace("/", " "): f"{v:.3g}" for k, v in metrics.items()}, refresh=False
-            )
+            per_seed = module.last_metrics
+            if len(per_seed) == 1:
+                postfix = {k.replace("/", " "): f"{v:.3g}" for k, v in per_seed[0].items()}
+            else:  # seeds as a batch: each seed's validation bit errors
+                postfix = {"val bit_errors": "/".join(f"{m.get('val/bit_errors', float('nan')):.3g}" for m in per_seed)}
+            self.bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, trainer, module) -> None:
         if self.bar is not None:

@@ -17,7 +17,7 @@ from ntm_repro.errors import ConfigError
 
 FINISHED = ("completed", "diverged")
 #: keys that may differ between the first attempt and the resumed one
-FREE_KEYS = ("resume", "threads")
+FREE_KEYS = ("resume", "threads", "seed_batch")
 
 
 @dataclass(frozen=True)

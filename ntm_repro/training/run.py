@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ntm_repro.errors import ConfigError, positive
 from ntm_repro.models.factory import build_model, count_parameters
 from ntm_repro.models.ntm import NTM
+from ntm_repro.models.seed_batch import SeedBatch
 from ntm_repro.tasks.base import Task
 from ntm_repro.training.data import MAX_SEED, EpisodeDataModule, heldout
 from ntm_repro.training.instantiate import build_task, instantiate_checked
@@ -27,6 +28,7 @@ from ntm_repro.training.evaluation import generalisation_rows, write_attention
 from ntm_repro.training.module import SequenceLearner, TrainingDiverged
 from ntm_repro.training.progress import SequenceProgress
 from ntm_repro.training.resume import ResumePlan, plan_resume
+from ntm_repro.training.seed_checkpoints import stack_checkpoints
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
 
 
@@ -70,12 +72,14 @@ def build_loggers(cfg: DictConfig, run_dir: Path, task: Task, resume_step: int |
 
 @dataclass
 class Setup:
-    """Everything a run needs, built and checked before training starts."""
+    """Everything a run needs (one seed, or several trained as a batch), built and checked
+    before training starts."""
 
     task: Task
-    model: torch.nn.Module
+    model: torch.nn.Module  # the network, or a SeedBatch of several
+    networks: list[torch.nn.Module]  # one per seed (the SeedBatch's, copied out on request)
     learner: SequenceLearner
-    loggers: list
+    loggers: list[list]  # per seed
     trainer: pl.Trainer
     datamodule: EpisodeDataModule
     max_steps: int
@@ -83,23 +87,38 @@ class Setup:
     test_batch_size: int
 
 
-def build_setup(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> Setup:
-    """Check the config and build task, model, optimizer, loggers and trainer; every
-    problem found here is a ConfigError (one line naming the key)."""
+def _seed_network(cfg: DictConfig) -> tuple[Task, torch.nn.Module]:
+    """Task and freshly initialised network of one run seed, exactly as a run alone draws them."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer from 0 to {MAX_SEED}")
+    pl.seed_everything(cfg.seed, verbose=False)
+    task: Task = build_task(cfg.task)
+    return task, build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+
+
+def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int | None = None) -> Setup:
+    """Check the config and build task, model, optimizer, loggers and trainer; every
+    problem found here is a ConfigError (one line naming the key). ``cfgs``: one config per
+    seed, identical but for the seed (several: trained as a batch)."""
+    cfg = cfgs[0]
     batch_size = positive(cfg.train.batch_size, "train.batch_size")
     max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
     test_batch_size = positive(cfg.train.test_batch_size, "train.test_batch_size")
     every = cfg.train.get("checkpoint_every") or 0
     checkpoint_every = _steps(every, batch_size, "train.checkpoint_every") if every else 0
     torch.set_num_threads(positive(cfg.threads, "threads"))
-    pl.seed_everything(cfg.seed, verbose=False)
-    task: Task = build_task(cfg.task)
-    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    task, network = _seed_network(cfg)
+    networks = [network] + [_seed_network(seed_cfg)[1] for seed_cfg in cfgs[1:]]
     check_memory_capacity(task, cfg.model)
-    if cfg.train.get("compile", False):
-        compile_time_step(model)
+    compiled = bool(cfg.train.get("compile", False))
+    if len(networks) == 1:
+        model = network
+        if compiled:
+            compile_time_step(model)
+    else:
+        if compiled:
+            check_compile(network)
+        model = SeedBatch(networks, compile_step=compiled)
     learner = SequenceLearner(
         model,
         build_optimizer(cfg.optimizer),
@@ -109,15 +128,17 @@ def build_setup(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) 
         val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
         reference=task.reference_metrics if task.extra_metrics else None,
         checkpoint_every_steps=checkpoint_every,
-        checkpoint_path=run_dir / "last.ckpt",
+        checkpoint_paths=[run_dir / "last.ckpt" for run_dir in run_dirs],
     )
+    seeds = [c.seed for c in cfgs]
+    label = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
     try:
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             max_steps=max_steps,
             logger=False,  # set below, once nothing else can fail: a W&B run is never left open
-            callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} seed {cfg.seed}")],
-            default_root_dir=str(run_dir),
+            callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} {label}")],
+            default_root_dir=str(run_dirs[0]),
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -127,10 +148,11 @@ def build_setup(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) 
         )
     except Exception as error:  # e.g. an unknown Trainer argument or an accelerator this machine lacks
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
-    loggers = build_loggers(cfg, run_dir, task, resume_step)
-    trainer.loggers = loggers
-    datamodule = EpisodeDataModule(task, batch_size, cfg.seed)
-    return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
+    loggers = [build_loggers(c, run_dir, task, resume_step) for c, run_dir in zip(cfgs, run_dirs)]
+    learner.seed_loggers = loggers
+    trainer.loggers = [logger for seed_loggers in loggers for logger in seed_loggers]
+    datamodule = EpisodeDataModule(task, batch_size, seeds)
+    return Setup(task, model, networks, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
 
 
 def check_memory_capacity(task: Task, model_cfg: DictConfig) -> None:
@@ -151,10 +173,11 @@ def check_memory_capacity(task: Task, model_cfg: DictConfig) -> None:
 CXX_COMPILERS = ("g++", "c++", "clang++")
 
 
-def compile_time_step(model: torch.nn.Module) -> None:
-    """``torch.compile`` the NTM's per-time-step function. Its shapes do not depend on the
-    sequence length, so variable lengths never recompile; each batch size compiles once
-    (tens of seconds), which pays off on long runs (about 2.3x at batch 1, 2x at batch 32)."""
+def check_compile(model: torch.nn.Module) -> None:
+    """``train.compile=true`` compiles the NTM's per-time-step function (``torch.compile``).
+    Its shapes do not depend on the sequence length, so variable lengths never recompile;
+    each batch size compiles once (tens of seconds), which pays off on long runs (about 2.3x
+    at batch 1, 2x at batch 32). Checked here: an NTM, and a C++ compiler on a CPU machine."""
     if not isinstance(model, NTM):
         raise ConfigError("train.compile=true: only NTM models (model.type=ntm) have a compiled time step")
     if not torch.cuda.is_available() and not any(shutil.which(cxx) for cxx in CXX_COMPILERS):
@@ -166,6 +189,11 @@ def compile_time_step(model: torch.nn.Module) -> None:
     # jobs before it in a sweep, the configurations before it in a benchmark) would otherwise
     # use up Dynamo's recompile limit and silently leave this one running eagerly.
     torch._dynamo.reset()
+
+
+def compile_time_step(model: torch.nn.Module) -> None:
+    """Check (:func:`check_compile`) and compile ``model.step`` in place."""
+    check_compile(model)
     model.step = torch.compile(model.step, dynamic=False)
 
 
@@ -180,77 +208,137 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     Raises :class:`ConfigError` (after recording it) for configurations that cannot run.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    return train_seeds([cfg], [run_dir])[0]
+
+
+def train_seeds(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Train the runs ``cfgs`` (identical configs but for the seed) together, as one batch
+    of seeds (:mod:`ntm_repro.models.seed_batch`), each writing its own run folder as if it
+    had trained alone; returns their summaries. One config trains on its own.
+
+    With ``resume=true``, finished seeds are skipped; the others continue together when
+    their checkpoints are at the same step (or none has one), else each on its own.
+    """
+    for run_dir in run_dirs:
+        run_dir.mkdir(parents=True, exist_ok=True)
     quiet_lightning()
-    plan = plan_resume(cfg, run_dir) if cfg.get("resume") else ResumePlan()
-    if plan.finished is not None:
-        return {**plan.finished, "skipped": True}
-    summary: dict[str, Any] = {
-        "status": "running",
-        "reason": None,
-        "model": cfg.model.name,
-        "task": cfg.task.name,
-        "seed": cfg.seed,
-        "num_parameters": None,
-        "sequences_seen": 0,
-        "steps": 0,
-        "wall_time_s": 0.0,
-        "versions": code_version(),
-    }
-    write_config(run_dir, cfg)
+    plans = [plan_resume(c, d) if c.get("resume") else ResumePlan() for c, d in zip(cfgs, run_dirs)]
+    results: dict[int, dict[str, Any]] = {i: {**p.finished, "skipped": True} for i, p in enumerate(plans) if p.finished is not None}
+    todo = [i for i in range(len(cfgs)) if i not in results]
+    if len({plans[i].step for i in todo}) > 1:  # checkpoints at different steps: each continues alone
+        results.update({i: train_seeds([cfgs[i]], [run_dirs[i]])[0] for i in todo})
+    elif todo:
+        summaries = _train_together([cfgs[i] for i in todo], [run_dirs[i] for i in todo], [plans[i] for i in todo])
+        results.update(zip(todo, summaries))
+    return [results[i] for i in range(len(cfgs))]
+
+
+def _resume_checkpoint(setup: Setup, plans: list[ResumePlan], run_dirs: list[Path]) -> Path | None:
+    """The checkpoint to continue from: a seed's own, or the seeds' own ones stacked into a
+    batch checkpoint (written beside the first seed's)."""
+    if plans[0].checkpoint is None or len(plans) == 1:
+        return plans[0].checkpoint
+    checkpoints = [torch.load(plan.checkpoint, map_location="cpu", weights_only=False) for plan in plans]
+    path = run_dirs[0] / "seed_batch_resume.ckpt"
+    torch.save(stack_checkpoints(checkpoints, setup.model), path)
+    return path
+
+
+def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[ResumePlan]) -> list[dict[str, Any]]:
+    seeds = [c.seed for c in cfgs]
+    summaries: list[dict[str, Any]] = []
+    for cfg, run_dir in zip(cfgs, run_dirs):
+        summary: dict[str, Any] = {
+            "status": "running",
+            "reason": None,
+            "model": cfg.model.name,
+            "task": cfg.task.name,
+            "seed": cfg.seed,
+            "num_parameters": None,
+            "sequences_seen": 0,
+            "steps": 0,
+            "wall_time_s": 0.0,
+            "versions": code_version(),
+        }
+        if len(cfgs) > 1:
+            summary["trained_with_seeds"] = seeds
+        summaries.append(summary)
+        write_config(run_dir, cfg)
     start = time.monotonic()
+
+    def write_all() -> None:
+        for summary, run_dir in zip(summaries, run_dirs):
+            write_json(run_dir / "summary.json", summary)
+
     try:
-        setup = build_setup(cfg, run_dir, plan.step)
+        setup = build_setup(cfgs, run_dirs, plans[0].step)
     except ConfigError as error:
-        summary.update(status="failed", reason=str(error))
-        write_json(run_dir / "summary.json", summary)
+        for summary in summaries:
+            summary.update(status="failed", reason=str(error))
+        write_all()
         raise
     except Exception as error:
-        _record_failure(summary, run_dir, error)
-        write_json(run_dir / "summary.json", summary)
+        for summary, run_dir in zip(summaries, run_dirs):
+            _record_failure(summary, run_dir, error)
+        write_all()
         raise
-    summary.update(num_parameters=count_parameters(setup.model), level_name=setup.task.level_name)
-    if plan.checkpoint is not None:
-        summary["resumed_from_sequences"] = plan.step * setup.batch_size
-    write_json(run_dir / "summary.json", summary)
+    for summary in summaries:
+        summary.update(num_parameters=count_parameters(setup.networks[0]), level_name=setup.task.level_name)
+        if plans[0].checkpoint is not None:
+            summary["resumed_from_sequences"] = plans[0].step * setup.batch_size
+    write_all()
 
     trainer, learner = setup.trainer, setup.learner
     interrupted = None
+    status, reason = "completed", None
+    resume_from = None
     try:
-        trainer.fit(learner, datamodule=setup.datamodule, ckpt_path=plan.checkpoint)
-        if trainer.global_step >= setup.max_steps:
-            summary["status"] = "completed"
-        else:
-            summary.update(status="interrupted", reason=f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps")
-    except TrainingDiverged as error:
-        summary.update(status="diverged", reason=str(error))
+        resume_from = _resume_checkpoint(setup, plans, run_dirs)
+        trainer.fit(learner, datamodule=setup.datamodule, ckpt_path=resume_from)
+        if trainer.global_step < setup.max_steps:
+            status, reason = "interrupted", f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
+    except TrainingDiverged:
+        status = "diverged"  # every seed: the reasons are the learner's
     except (KeyboardInterrupt, SystemExit) as error:
         by = "SIGTERM" if isinstance(error, SIGTERMException) else "the user"
-        summary.update(status="interrupted", reason=f"stopped by {by}; resume=true continues from last.ckpt")
+        status, reason = "interrupted", f"stopped by {by}; resume=true continues from last.ckpt"
         interrupted = error
     except Exception as error:  # recorded in summary.json and traceback.txt, never lost
-        _record_failure(summary, run_dir, error)
-
-    summary.update(steps=trainer.global_step, sequences_seen=trainer.global_step * setup.batch_size)
-    rows: list[dict[str, Any]] = []
-    try:
-        summary["final"] = dict(learner.last_metrics)
-        if summary["status"] != "diverged":  # a diverged model's weights are not finite: no checkpoint
-            trainer.save_checkpoint(run_dir / "last.ckpt")
-        if summary["status"] == "completed":
-            task = setup.task
-            rows = generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size)
-            write_generalisation(run_dir, rows)
-            write_attention(setup.model, task, task.trace_level, run_dir)
-    except Exception as error:
-        _record_failure(summary, run_dir, error, when="after training: ")
+        for summary, run_dir in zip(summaries, run_dirs):
+            _record_failure(summary, run_dir, error)
+        status, reason = "failed", summaries[0]["reason"]
     finally:
-        summary["wall_time_s"] = round(time.monotonic() - start, 2)
-        for logger in setup.loggers:
-            if hasattr(logger, "log_results"):  # e.g. W&B: the summary and generalisation table
-                logger.log_results(summary, rows)
-            logger.finalize(summary["status"])
-        write_json(run_dir / "summary.json", summary)
+        if resume_from is not None and resume_from.name == "seed_batch_resume.ckpt":
+            resume_from.unlink(missing_ok=True)
+
+    for k, summary in enumerate(summaries):
+        if learner.diverged[k] is not None:
+            summary.update(status="diverged", reason=learner.diverged[k], steps=learner.diverged_at[k])
+        else:
+            summary.update(status=status, reason=reason, steps=trainer.global_step)
+        summary.update(sequences_seen=summary["steps"] * setup.batch_size, final=dict(learner.last_metrics[k]))
+    rows: list[list[dict[str, Any]]] = [[] for _ in summaries]
+    try:
+        if any(summary["status"] != "diverged" for summary in summaries):  # a diverged model's weights are not finite
+            learner.save_checkpoint()
+        networks = setup.model.seed_models() if isinstance(setup.model, SeedBatch) else setup.networks
+        task = setup.task
+        for k, (summary, run_dir) in enumerate(zip(summaries, run_dirs)):
+            if summary["status"] == "completed":
+                rows[k] = generalisation_rows(networks[k], task, task.test_levels, setup.test_batch_size)
+                write_generalisation(run_dir, rows[k])
+                write_attention(networks[k], task, task.trace_level, run_dir)
+    except Exception as error:
+        for summary, run_dir in zip(summaries, run_dirs):
+            _record_failure(summary, run_dir, error, when="after training: ")
+    finally:
+        for summary, seed_rows, seed_loggers in zip(summaries, rows, setup.loggers):
+            summary["wall_time_s"] = round(time.monotonic() - start, 2)
+            for logger in seed_loggers:
+                if hasattr(logger, "log_results"):  # e.g. W&B: the summary and generalisation table
+                    logger.log_results(summary, seed_rows)
+                logger.finalize(summary["status"])
+        write_all()
     if interrupted is not None:
         raise KeyboardInterrupt from interrupted
-    return summary
+    return summaries
