@@ -7,10 +7,12 @@ the overhead of running the same steps through Lightning's Trainer.
     python -m ntm_repro.bench --models ntm lstm --batch-sizes 1 8 32 --threads 1 2 --csv out.csv
     python -m ntm_repro.bench --models ntm ntm1 ntm2 ntm3 --task recall --level 6 --repeat 3
     python -m ntm_repro.bench --batch-sizes 32 --lightning-steps 60 --device cuda
-    python -m ntm_repro.bench --seeds 5 --compile     # 5 seeds trained as one batch
+    python -m ntm_repro.bench --seeds 1 5 --compile   # alone, and 5 seeds trained as one batch
 
 "vs first" is each model's time per sequence relative to the first model listed (same
-batch size and threads), the ratio to compare on a noisy machine.
+batch size, threads and seeds), the ratio to compare on a noisy machine. With ``--seeds K``
+the K seeds train on the same fixed episode (a real seed batch pads each step to its
+longest sequence; ``ntm-repro`` runs measure that).
 
 Figures are printed, never asserted: timings belong here, not in tests.
 """
@@ -169,46 +171,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
     parser.add_argument("--compile", action="store_true", help="torch.compile the NTM's time step (NTM models only)")
-    parser.add_argument("--seeds", type=int, default=1, help="train this many seeds as one batch (seeds as a batch; rates count all seeds)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="seeds trained as one batch, e.g. 1 5 (rates count every seed's sequences)")
     parser.add_argument("--lightning-steps", type=int, default=0, help="also time this many steps through the Trainer")
     parser.add_argument("--repeat", type=int, default=1, help="timed rounds per configuration (median reported)")
     parser.add_argument("--csv", help="also write the figures to this CSV file")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.memory.locations=64")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds {args.seeds}: give a positive number")
+    if min(args.seeds) < 1:
+        parser.error(f"--seeds {min(args.seeds)}: give positive numbers")
     if 0 < args.lightning_steps <= 3:
         parser.error("--lightning-steps: give more than 3 (the first 3 steps are warm-up)")
     quiet_lightning()
 
-    configs = [(model, threads, batch) for model in args.models for threads in args.threads for batch in args.batch_sizes]
+    configs = [(m, t, b, k) for m in args.models for k in args.seeds for t in args.threads for b in args.batch_sizes]
     cfgs = {model: load_config(model, args.task, args.controller, args.overrides) for model in args.models}
     figures: dict[tuple, dict[str, list[float]]] = {c: {} for c in configs}
     for _ in range(args.repeat):  # round robin, so that a noisy machine disturbs every figure alike
-        for model, threads, batch in configs:
+        for model, threads, batch, seeds in configs:
             torch.set_num_threads(threads)
             start = time.perf_counter()
-            bench = Bench(cfgs[model], batch, args.level, args.device, compile_step=args.compile, seeds=args.seeds)
+            bench = Bench(cfgs[model], batch, args.level, args.device, compile_step=args.compile, seeds=seeds)
             measured = {"train": bench.rate(bench.step, args.seconds)}
             if args.compile:
-                print(f"{model} batch {batch}: compile and timing {time.perf_counter() - start:.1f} s", file=sys.stderr)
+                print(f"{model} batch {batch} seeds {seeds}: compile and timing {time.perf_counter() - start:.1f} s", file=sys.stderr)
             measured["eval"] = bench.rate(bench.forward, args.seconds)
             measured["saved_mb"] = bench.saved_for_backward_mb()
             if args.lightning_steps:
                 measured["lightning"] = bench.lightning_rate(args.lightning_steps, cfgs[model].trainer)
             for name, value in measured.items():
-                figures[(model, threads, batch)].setdefault(name, []).append(value)
+                figures[(model, threads, batch, seeds)].setdefault(name, []).append(value)
 
     rows = []
-    header = f"{'model':<12}{'task':<14}{'level':>6}{'batch':>6}{'threads':>8}{'train seq/s':>13}{'vs first':>9}{'eval seq/s':>12}{'saved MB':>10}"
+    header = f"{'model':<12}{'task':<14}{'level':>6}{'batch':>6}{'threads':>8}{'seeds':>6}{'train seq/s':>13}{'vs first':>9}{'eval seq/s':>12}{'saved MB':>10}"
     print(header + (f"{'Lightning':>11}" if args.lightning_steps else ""))
-    for model, threads, batch in configs:
-        median = {name: statistics.median(values) for name, values in figures[(model, threads, batch)].items()}
-        first = statistics.median(figures[(args.models[0], threads, batch)]["train"])
+    for model, threads, batch, seeds in configs:
+        median = {name: statistics.median(values) for name, values in figures[(model, threads, batch, seeds)].items()}
+        first = statistics.median(figures[(args.models[0], threads, batch, seeds)]["train"])
         row = dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads, device=args.device,
-                   compiled=args.compile, seeds=args.seeds, train_seq_per_s=round(median["train"], 2), time_vs_first_model=round(first / median["train"], 3),
+                   compiled=args.compile, seeds=seeds, train_seq_per_s=round(median["train"], 2), time_vs_first_model=round(first / median["train"], 3),
                    eval_seq_per_s=round(median["eval"], 2), saved_for_backward_mb=round(median["saved_mb"], 2))
-        line = (f"{model:<12}{args.task:<14}{args.level:>6}{batch:>6}{threads:>8}{median['train']:>13.1f}{first / median['train']:>8.2f}x"
+        line = (f"{model:<12}{args.task:<14}{args.level:>6}{batch:>6}{threads:>8}{seeds:>6}{median['train']:>13.1f}{first / median['train']:>8.2f}x"
                 f"{median['eval']:>12.1f}{median['saved_mb']:>10.1f}")
         if args.lightning_steps:
             overhead = 1 - median["lightning"] / median["train"]

@@ -34,7 +34,7 @@ _deferred: list[tuple[DictConfig, Path]] = []  # seed_batch.enabled: the sweep's
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 SEED_BATCH_LAUNCHER = (
     "seed_batch.enabled=true trains the seed groups in the launching process; drop the hydra/launcher "
-    "override (seed_batch.jobs sets how many groups train at once)"
+    "override (seed_batch.jobs sets how many groups train at once) or set seed_batch.enabled=false"
 )
 
 

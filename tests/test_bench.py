@@ -10,13 +10,13 @@ TINY_MODEL = ["++model.memory.locations=16", "++model.memory.width=6", "controll
 def test_bench_writes_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     main(["--models", "ntm", "ntm2", "--batch-sizes", "2", "--seconds", "0.05", "--lightning-steps", "5",
-          "--level", "3", "--csv", str(out), *TINY_MODEL])
+          "--level", "3", "--seeds", "1", "3", "--csv", str(out), *TINY_MODEL])
     rows = list(csv.DictReader(open(out)))
-    assert [row["model"] for row in rows] == ["ntm", "ntm2"]
+    assert [(row["model"], row["seeds"]) for row in rows] == [("ntm", "1"), ("ntm", "3"), ("ntm2", "1"), ("ntm2", "3")]
     for row in rows:
         for key in ("train_seq_per_s", "eval_seq_per_s", "saved_for_backward_mb", "lightning_seq_per_s"):
             assert float(row[key]) > 0
-    assert float(rows[0]["time_vs_first_model"]) == 1.0
+    assert float(rows[0]["time_vs_first_model"]) == float(rows[1]["time_vs_first_model"]) == 1.0
     assert "Lightning" in capsys.readouterr().out
 
 

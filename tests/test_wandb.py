@@ -105,9 +105,10 @@ def _read_offline_run(run_folder: Path) -> dict:
 
 
 @pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed (pip install -e .)")
-def test_sweep_logs_one_offline_run_per_job_grouped_by_sweep(tmp_path):
+@pytest.mark.parametrize("batched", [[], ["seed_batch.enabled=true"]], ids=["jobs", "seed_batch"])
+def test_sweep_logs_one_offline_run_per_job_grouped_by_sweep(tmp_path, batched):
     result = subprocess.run(
-        [NTM_REPRO, "-m", "logger=csv_wandb", "seed=0,1", *SHORT],
+        [NTM_REPRO, "-m", "logger=csv_wandb", "seed=0,1", *SHORT, *batched],
         cwd=tmp_path, env=wandb_free_env(tmp_path), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
@@ -181,3 +182,17 @@ def test_unknown_mode_is_a_config_error_before_wandb_starts(tmp_path):
 def test_wandb_is_not_imported_when_the_command_starts():
     code = "import sys, ntm_repro.cli; sys.exit('wandb' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_the_sweep_group_is_read_from_the_run_folder_outside_hydra(tmp_path):
+    """A seed group trained in a worker process has no Hydra context: the group comes from
+    the run folder's own Hydra record."""
+    from ntm_repro.training.wandb_logger import sweep_group
+
+    job = tmp_path / "my_sweep" / "0_ntm_copy_s0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    assert sweep_group(str(job)) == "my_sweep"
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: RUN\n")
+    assert sweep_group(str(job)) is None
+    assert sweep_group(str(tmp_path)) is None  # not a Hydra job folder

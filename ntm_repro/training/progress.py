@@ -1,4 +1,5 @@
-"""A progress bar counted in training sequences, redrawn at most once a second."""
+"""A progress bar counted in training sequences (of every seed, when seeds train as a
+batch), redrawn at most once a second."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class SequenceProgress(pl.Callback):
     def on_train_start(self, trainer, module) -> None:
         self.bar = tqdm(
             total=self.total,
-            initial=min(module.sequences_seen, self.total),
+            initial=min(module.sequences_seen * module.seeds, self.total),
             desc=self.description,
             unit="seq",
             mininterval=1.0,
@@ -25,7 +26,7 @@ class SequenceProgress(pl.Callback):
         )
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.bar.update(module.batch_size)
+        self.bar.update(module.batch_size * module.seeds)
         if module.global_step % module.log_every_steps == 0:
             per_seed = module.last_metrics
             if len(per_seed) == 1:

@@ -29,6 +29,7 @@ from ntm_repro.training.module import SequenceLearner, TrainingDiverged
 from ntm_repro.training.progress import SequenceProgress
 from ntm_repro.training.resume import ResumePlan, plan_resume
 from ntm_repro.training.seed_checkpoints import stack_checkpoints
+from ntm_repro.training.wandb_logger import finish_open_runs
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
 
 
@@ -68,6 +69,21 @@ def build_loggers(cfg: DictConfig, run_dir: Path, task: Task, resume_step: int |
             extra.update(extra_columns=list(task.extra_metrics), keep_until_step=resume_step)
         loggers.append(instantiate_checked(spec, **extra))
     return loggers
+
+
+def build_seed_loggers(cfgs: list[DictConfig], run_dirs: list[Path], task: Task, resume_step: int | None) -> list[list]:
+    """Each seed's loggers; when one cannot be built, those built before it are closed
+    (a W&B run is never left open)."""
+    finish_open_runs()
+    built: list[list] = []
+    try:
+        for cfg, run_dir in zip(cfgs, run_dirs):
+            built.append(build_loggers(cfg, run_dir, task, resume_step))
+    except BaseException:
+        for logger in (logger for seed_loggers in built for logger in seed_loggers):
+            logger.finalize("failed")
+        raise
+    return built
 
 
 @dataclass
@@ -137,7 +153,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             max_steps=max_steps,
             logger=False,  # set below, once nothing else can fail: a W&B run is never left open
-            callbacks=[SequenceProgress(max_steps * batch_size, f"{cfg.model.name}/{cfg.task.name} {label}")],
+            callbacks=[SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}")],
             default_root_dir=str(run_dirs[0]),
             enable_checkpointing=False,
             enable_progress_bar=False,
@@ -148,7 +164,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
         )
     except Exception as error:  # e.g. an unknown Trainer argument or an accelerator this machine lacks
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
-    loggers = [build_loggers(c, run_dir, task, resume_step) for c, run_dir in zip(cfgs, run_dirs)]
+    loggers = build_seed_loggers(cfgs, run_dirs, task, resume_step)
     learner.seed_loggers = loggers
     trainer.loggers = [logger for seed_loggers in loggers for logger in seed_loggers]
     datamodule = EpisodeDataModule(task, batch_size, seeds)

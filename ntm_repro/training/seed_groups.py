@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,14 +26,17 @@ def group_by_config(runs: list[Run]) -> list[list[Run]]:
     return [sorted(group, key=lambda run: run[0].seed) for group in groups.values()]
 
 
-def train_groups(runs: list[Run], jobs: int, train_group: GroupTrainer) -> list[str]:
+def train_groups(runs: list[Run], jobs: int, train_group: GroupTrainer) -> Iterator[str]:
     """Train every group of ``runs`` with ``train_group`` (a module-level function: workers
-    import it), ``jobs`` groups at a time; returns the outcome lines in group order."""
+    import it), ``jobs`` groups at a time; yields each group's outcome lines as it ends."""
     groups = group_by_config(runs)
     work = [([cfg for cfg, _ in group], [run_dir for _, run_dir in group]) for group in groups]
     if jobs <= 1 or len(work) == 1:
-        return [line for cfgs, dirs in work for line in train_group(cfgs, dirs)]
-    from joblib import Parallel, delayed  # installed with hydra-joblib-launcher
+        for cfgs, dirs in work:
+            yield from train_group(cfgs, dirs)
+        return
+    from joblib import Parallel, delayed
 
-    results = Parallel(n_jobs=min(jobs, len(work)), backend="loky")(delayed(train_group)(cfgs, dirs) for cfgs, dirs in work)
-    return [line for lines in results for line in lines]
+    parallel = Parallel(n_jobs=min(jobs, len(work)), backend="loky", return_as="generator_unordered")
+    for lines in parallel(delayed(train_group)(cfgs, dirs) for cfgs, dirs in work):
+        yield from lines

@@ -42,11 +42,33 @@ def _read_config(save_dir: str) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+def finish_open_runs() -> None:
+    """Finish the W&B runs an earlier job of this process left open (it failed before
+    training); called before a job builds its loggers."""
+    while _open_runs:
+        try:
+            _open_runs.pop().finish(exit_code=1)
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def _default_name(config: Mapping[str, Any]) -> str | None:
     model, task = (config.get("model") or {}).get("name"), (config.get("task") or {}).get("name")
     if model is None or task is None or config.get("seed") is None:
         return None
     return f"{model}_{task}_s{config['seed']}"
+
+
+def _recorded_sweep_group(save_dir: str | None) -> str | None:
+    """The sweep folder's name from the run folder's own Hydra record (``.hydra/hydra.yaml``)
+    when it is a job of a ``-m`` sweep (taken as the run folder's parent), else None."""
+    record = Path(save_dir or ".") / ".hydra" / "hydra.yaml"
+    if not record.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    mode = OmegaConf.select(OmegaConf.load(record), "hydra.mode")
+    return Path(save_dir).absolute().parent.name if str(mode) == "MULTIRUN" else None
 
 
 def sweep_group(save_dir: str | None = None) -> str | None:
@@ -60,8 +82,8 @@ def sweep_group(save_dir: str | None = None) -> str | None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        if not HydraConfig.initialized():
-            return None
+        if not HydraConfig.initialized():  # e.g. a seed group trained in a worker process
+            return _recorded_sweep_group(save_dir)
         hydra_cfg = HydraConfig.get()
         if hydra_cfg.mode != RunMode.MULTIRUN:
             return None
@@ -133,11 +155,6 @@ class WandbLogger(Logger):
     def _init_run(self, project: str, entity: str | None, tags: list[str], init_timeout: float) -> Any:
         import wandb
 
-        while _open_runs:  # left open by an earlier job of this process that failed before training
-            try:
-                _open_runs.pop().finish(exit_code=1)
-            except Exception:  # noqa: BLE001
-                pass
         settings = dict(
             silent=True,  # no banners, no "View run at" lines
             console="off",  # our stderr stays ours (no output.log capture)
