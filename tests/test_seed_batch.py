@@ -12,7 +12,7 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 from ntm_repro.models.factory import build_model
-from ntm_repro.models.seed_batch import SeedBatch, _key
+from ntm_repro.models.seed_batch import SeedBatch, stack_key
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.module import SequenceLearner
@@ -49,7 +49,7 @@ def assert_like_alone(batch, alone, task, atol=1e-6):
         assert logits[k].shape == expected.shape
         torch.testing.assert_close(logits[k], expected, rtol=1e-5, atol=atol)
         for name, param in network.named_parameters():
-            torch.testing.assert_close(batch.stacked[_key(name)].grad[k], param.grad, rtol=1e-4, atol=atol, msg=name)
+            torch.testing.assert_close(batch.stacked[stack_key(name)].grad[k], param.grad, rtol=1e-4, atol=atol, msg=name)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_each_seed_gets_what_it_gets_alone(compose_cfg, overrides):
     cfg = compose_cfg(*overrides, tiny="task=recall" not in overrides)
     task, alone = networks(cfg)
     batch = SeedBatch(networks(cfg)[1])
-    assert batch.seeds == 3 and not torch.equal(batch.stacked[_key(batch.names[0])][0], batch.stacked[_key(batch.names[0])][1])
+    assert batch.seeds == 3 and not torch.equal(batch.stacked[stack_key(batch.names[0])][0], batch.stacked[stack_key(batch.names[0])][1])
     assert_like_alone(batch, alone, task)
 
 
@@ -109,7 +109,7 @@ def test_a_diverged_seed_stops_alone(compose_cfg):
     task, models = networks(cfg)
     batch = SeedBatch(models)
     with torch.no_grad():
-        batch.stacked[_key(batch.names[0])][1].fill_(float("nan"))
+        batch.stacked[stack_key(batch.names[0])][1].fill_(float("nan"))
     learner = SequenceLearner(batch, partial(torch.optim.Adam, lr=1e-3), [], batch_size=2, log_every_steps=1, val_every_steps=1)
     loss = learner.training_step(episodes(task), 0)
     assert torch.isfinite(loss)
@@ -135,7 +135,7 @@ def test_seed_checkpoints_are_what_each_seed_alone_writes_and_stack_back(compose
 
     model = SeedBatch(networks(cfgs[0])[1])
     stacked = stack_checkpoints(seeds, model)
-    assert stacked["state_dict"][f"model.stacked.{_key(model.names[0])}"].shape[0] == 3
+    assert stacked["state_dict"][f"model.stacked.{stack_key(model.names[0])}"].shape[0] == 3
     model.load_state_dict({name.removeprefix("model."): value for name, value in stacked["state_dict"].items()})
     again = split_checkpoint(stacked, model)
     for original, split in zip(seeds, again):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from ntm_repro.models.seed_batch import SeedBatch, _key
+from ntm_repro.models.seed_batch import SeedBatch, stack_key
 
 #: where a batch checkpoint keeps the stacked parameters (the learner's ``model.stacked``)
 STACKED_PREFIX = "model.stacked."
@@ -39,7 +39,7 @@ def _per_parameter(value: Any, shape: torch.Size) -> bool:
 
 def split_checkpoint(checkpoint: dict[str, Any], model: SeedBatch) -> list[dict[str, Any]]:
     """A batch checkpoint -> one checkpoint per seed, as that seed's run alone would write it."""
-    shapes = [model.stacked[_key(name)].shape for name in model.names]
+    shapes = [model.stacked[stack_key(name)].shape for name in model.names]
     interval = checkpoint["interval"]
     seeds = []
     for k, network in enumerate(model.seed_models()):
@@ -60,10 +60,10 @@ def stack_checkpoints(checkpoints: list[dict[str, Any]], model: SeedBatch) -> di
     steps = {int(checkpoint["global_step"]) for checkpoint in checkpoints}
     if len(steps) != 1:
         raise ValueError(f"seed checkpoints at different steps ({sorted(steps)}) cannot be stacked")
-    shapes = [model.stacked[_key(name)].shape[1:] for name in model.names]
+    shapes = [model.stacked[stack_key(name)].shape[1:] for name in model.names]
     batch = dict(checkpoints[0])
     batch["state_dict"] = {
-        f"{STACKED_PREFIX}{_key(name)}": torch.stack([c["state_dict"][f"model.{name}"] for c in checkpoints]) for name in model.names
+        f"{STACKED_PREFIX}{stack_key(name)}": torch.stack([c["state_dict"][f"model.{name}"] for c in checkpoints]) for name in model.names
     }
     batch["optimizer_states"] = []
     for i, state in enumerate(checkpoints[0]["optimizer_states"]):
