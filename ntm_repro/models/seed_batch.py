@@ -74,7 +74,8 @@ class SeedBatch(nn.Module):
                 self._step = torch.compile(self._step, dynamic=False)
         elif compile_step:
             raise ValueError("SeedBatch: only NTM models have a compiled time step")
-        self._forward = vmap(self._call(template))
+        else:  # e.g. the LSTM baseline: its whole forward, vmapped
+            self._forward = vmap(self._call(template))
 
     @staticmethod
     def _call(module: nn.Module) -> Callable[..., object]:
