@@ -34,12 +34,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
 from ntm_repro.models.factory import build_model
-from ntm_repro.models.seed_batch import SeedBatch
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.module import SequenceLearner
-from ntm_repro.training.run import check_compile, compile_time_step, quiet_lightning
+from ntm_repro.training.run import quiet_lightning, trainable_model
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
@@ -58,14 +57,7 @@ class Bench:
         for seed in range(seeds):
             torch.manual_seed(seed)
             networks.append(build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device))
-        if seeds == 1:
-            self.model = networks[0]
-            if compile_step:
-                compile_time_step(self.model)
-        else:
-            if compile_step:
-                check_compile(networks[0])
-            self.model = SeedBatch(networks, compile_step=compile_step).to(device)
+        self.model = trainable_model(networks, compile_step).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, foreach=True)
         episode = self.task.episode(batch_size, self.task.parse_level(level), torch.Generator().manual_seed(0))
         self.episode = Episode(*(tensor.to(device) for tensor in episode))

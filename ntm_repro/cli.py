@@ -25,6 +25,7 @@ from ntm_repro.cli_args import (
     config_groups,
     expand_ranges,
     int_keys_of,
+    override_value,
 )
 from ntm_repro.errors import ConfigError
 
@@ -121,14 +122,13 @@ class SweepOutcome(Callback):
 
 def check_seed_batch(argv: list[str], cfg: DictConfig | None) -> None:
     """``seed_batch.enabled=true`` needs Hydra's basic launcher, and a positive ``seed_batch.jobs``."""
-    enabled = next((a.split("=", 1)[1].lower() == "true" for a in argv if a.startswith("seed_batch.enabled=")), None)
-    if enabled is None:
-        enabled = bool(cfg is not None and cfg.seed_batch.enabled)
+    given = override_value(argv, "seed_batch.enabled")
+    enabled = given.lower() == "true" if given is not None else bool(cfg is not None and cfg.seed_batch.enabled)
     if not enabled:
         return
-    if any(arg.startswith("hydra/launcher=") for arg in argv):
+    if override_value(argv, "hydra/launcher") is not None:
         raise ConfigError(SEED_BATCH_LAUNCHER)
-    jobs = next((a.split("=", 1)[1] for a in argv if a.startswith("seed_batch.jobs=")), None)
+    jobs = override_value(argv, "seed_batch.jobs")
     if jobs is not None and not (jobs.isdigit() and int(jobs) >= 1):
         raise ConfigError(f"seed_batch.jobs={jobs}: give a positive number of seed groups to train at once")
 

@@ -150,13 +150,18 @@ def int_keys_of(cfg: DictConfig | None) -> Callable[[str], bool]:
     return is_int_key
 
 
+def override_value(argv: list[str], key: str) -> str | None:
+    """The value a plain ``KEY=VALUE`` override in ``argv`` gives ``key``, or None."""
+    return next((arg.split("=", 1)[1] for arg in argv if arg.startswith(key + "=")), None)
+
+
 def check_output_folder(argv: list[str]) -> None:
     """The folder runs will be written to (``hydra.sweep.dir`` with ``-m``, else
     ``hydra.run.dir``; by default under ``multirun/``) must be creatable: its nearest
     existing ancestor must be a writable directory."""
     sweep = "-m" in argv or "--multirun" in argv
     key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
-    target = next((arg.split("=", 1)[1] for arg in argv if arg.startswith(key + "=")), "multirun")
+    target = override_value(argv, key) or "multirun"
     path = Path(target).absolute()
     ancestor = next(p for p in (path, *path.parents) if p.exists())
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):

@@ -126,15 +126,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     task, network = _seed_network(cfg)
     networks = [network] + [_seed_network(seed_cfg)[1] for seed_cfg in cfgs[1:]]
     check_memory_capacity(task, cfg.model)
-    compiled = bool(cfg.train.get("compile", False))
-    if len(networks) == 1:
-        model = network
-        if compiled:
-            compile_time_step(model)
-    else:
-        if compiled:
-            check_compile(network)
-        model = SeedBatch(networks, compile_step=compiled)
+    model = trainable_model(networks, bool(cfg.train.get("compile", False)))
     learner = SequenceLearner(
         model,
         build_optimizer(cfg.optimizer),
@@ -211,6 +203,18 @@ def compile_time_step(model: torch.nn.Module) -> None:
     """Check (:func:`check_compile`) and compile ``model.step`` in place."""
     check_compile(model)
     model.step = torch.compile(model.step, dynamic=False)
+
+
+def trainable_model(networks: list[torch.nn.Module], compiled: bool) -> torch.nn.Module:
+    """What trains: the one network, or the seeds' networks as a :class:`SeedBatch`; its
+    time step compiled when ``compiled``."""
+    if len(networks) == 1:
+        if compiled:
+            compile_time_step(networks[0])
+        return networks[0]
+    if compiled:
+        check_compile(networks[0])
+    return SeedBatch(networks, compile_step=compiled)
 
 
 def _record_failure(summary: dict[str, Any], run_dir: Path, error: BaseException, when: str = "") -> None:
@@ -324,7 +328,7 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
             _record_failure(summary, run_dir, error)
         status, reason = "failed", summaries[0]["reason"]
     finally:
-        if resume_from is not None and resume_from.name == "seed_batch_resume.ckpt":
+        if resume_from is not None and resume_from != plans[0].checkpoint:  # the stacked one: made for this fit
             resume_from.unlink(missing_ok=True)
 
     for k, summary in enumerate(summaries):
