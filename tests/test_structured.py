@@ -5,6 +5,8 @@ import re
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.factory import build_model
@@ -62,7 +64,9 @@ def test_mixing_follows_the_writes(compose_cfg):
     """Mh(t) = a Mh(t-1) + b Mc(t): the hidden block mixes in the controlled block *after*
     this step's write, not before."""
     a, b = 0.3, 0.6
-    ntm1 = build(compose_cfg, "ntm1", f"model.topology.mix_init={{a:{a},b:{b}}}", "model.topology.learn_mix=false")
+    ntm1 = build(
+        compose_cfg, "ntm1", f"model.topology.mix_init={{a:{a},b:{b}}}", "model.topology.learn_mix=false", "model.topology.mixing=free"
+    )
     with torch.no_grad():
         state = ntm1.initial_state(2)
         state = state._replace(memory=torch.rand_like(state.memory))  # distinct Mc(0), Mh(0)
@@ -104,7 +108,9 @@ def test_structured_models_share_the_plain_keys(compose_cfg):
 def test_structured_variants_cost_about_one_block_more(compose_cfg):
     plain = sum(p.numel() for p in build(compose_cfg, "ntm").parameters())
     ntm1 = sum(p.numel() for p in build(compose_cfg, "ntm1").parameters())
-    assert ntm1 == plain + 2  # the learnable a and b
+    assert ntm1 == plain + 1  # theta (a = sigmoid(theta), b = 1 - a)
+    free = sum(p.numel() for p in build(compose_cfg, "ntm1", "model.topology.mixing=free").parameters())
+    assert free == plain + 2  # a and b
 
 
 def test_ntm3_with_a_one_layer_controller_names_the_layer(compose_cfg):
@@ -141,3 +147,51 @@ def test_block_placements_agree_with_the_general_form(compose_cfg, inputs, model
     logits_general, trace_general = run(general, inputs)
     torch.testing.assert_close(logits_fast, logits_general, rtol=0, atol=1e-12)
     torch.testing.assert_close(trace_fast.memory, trace_general.memory, rtol=0, atol=1e-12)
+
+
+def _largest_memory_and_bound(model, raw_mix: float, add_scale: float, steps: int = 1000):
+    """Run ``steps`` steps on random inputs with every raw mixing parameter set to
+    ``raw_mix`` and every add vector scaled by ``add_scale``. Returns the largest |M| at
+    the end per sequence and the bound that erase-then-add with convex mixing implies:
+
+        max|M_t| <= max|M_{t-1}| + sum_h max|a_h,t|
+
+    (the erase factors 1 - w e lie in [0, 1], each head adds at most max|a_h| at a
+    location since w <= 1, and a convex mix never leaves the range of its two blocks),
+    so max|M_T| <= max|M_0| + sum_t sum_h max|a_h,t|."""
+    with torch.no_grad():
+        for parameter in model.mixer.parameters():
+            parameter.fill_(raw_mix)
+    added = []
+    write = model.write_place.write
+
+    def scaled_write(memory, weights, erase, add):
+        add = add * add_scale
+        added.append(add.abs().amax(dim=-1).sum(dim=-1))  # sum over heads of max |a_h|, (B,)
+        return write(memory, weights, erase, add)
+
+    model.write_place.write = scaled_write
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        state = model.initial_state(2)
+        start = state.memory.abs().amax(dim=(1, 2, 3))
+        plans = model.mixing_plans()
+        for _ in range(steps):
+            _, state = model.step(torch.rand(2, 8, generator=generator, dtype=torch.float64), state, plans)
+    return state.memory.abs().amax(dim=(1, 2, 3)), start + torch.stack(added).sum(0)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(["ntm1", "ntm2", "ntm3"]), raw_mix=st.floats(-30, 30), add_scale=st.floats(1, 1e3))
+def test_default_mixing_keeps_memory_under_the_write_bound(compose_cfg, model, raw_mix, add_scale):
+    """Whatever its raw parameters, the default mixing cannot make memory grow faster
+    than the writes put into it (the free form with a > 1 grows geometrically)."""
+    largest, bound = _largest_memory_and_bound(build(compose_cfg, model), raw_mix, add_scale)
+    assert torch.isfinite(largest).all()
+    assert (largest <= bound * (1 + 1e-9)).all(), (largest, bound)
+
+
+def test_free_mixing_with_a_above_one_breaks_the_bound(compose_cfg):
+    """The free form is what the bound excludes: a = b = 1.5 grows as 1.5^t."""
+    largest, bound = _largest_memory_and_bound(build(compose_cfg, "ntm1", "model.topology.mixing=free"), 1.5, 1.0, steps=100)
+    assert (largest > 1e6 * bound).all()

@@ -190,7 +190,7 @@ def test_mixer_two_blocks_by_hand():
     #   M1 = [1, 2]  (unchanged)
     #   M2 = 0.25 [10, 20] + 2 [1, 2] = [2.5 + 2, 5 + 4] = [4.5, 9]
     top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
-    mixer = Mixer(top, a=0.25, b=2.0, learnable=False)
+    mixer = Mixer(top, a=0.25, b=2.0, learnable=False, form="free")
     assert mixer.active
     blocks = [torch.tensor([[[1.0], [2.0]]]), torch.tensor([[[10.0], [20.0]]])]
     out = Mixer.mix(blocks, mixer.level_plans())
@@ -202,7 +202,7 @@ def test_mixer_chain_uses_the_final_source():
     #   level 1: B = 0.5 * 10 + 2 * 1 = 7
     #   level 2: C = 0.5 * 100 + 2 * 7 = 64   (with the stale B = 10 it would be 70)
     top = topo(["A", "B", "C"], [{"block": "A"}], ["C"], {"C": "B", "B": "A"})
-    mixer = Mixer(top, a=0.5, b=2.0, learnable=False)
+    mixer = Mixer(top, a=0.5, b=2.0, learnable=False, form="free")
     out = Mixer.mix([torch.tensor([[[v]]]) for v in (1.0, 10.0, 100.0)], mixer.level_plans())
     assert torch.equal(torch.cat(out, 1), torch.tensor([[[1.0], [7.0], [64.0]]]))
 
@@ -210,18 +210,18 @@ def test_mixer_chain_uses_the_final_source():
 def test_mixer_batch_and_width():
     # batch 2, W = 2: each element mixed on its own. a = 1, b = -1: M2 <- M2 - M1.
     top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
-    plans = Mixer(top, a=1.0, b=-1.0, learnable=False).level_plans()
+    plans = Mixer(top, a=1.0, b=-1.0, learnable=False, form="free").level_plans()
     memory = torch.tensor([[[1.0, 2.0], [5.0, 5.0]], [[0.0, 1.0], [3.0, 4.0]]])  # N = 1 per block
     out = Mixer.mix(list(memory.split(1, dim=1)), plans)
     assert torch.equal(torch.cat(out, 1), torch.tensor([[[1.0, 2.0], [4.0, 3.0]], [[0.0, 1.0], [3.0, 3.0]]]))
 
 
-def test_mixer_learnable_coefficients_are_parameters():
+def test_mixer_free_learnable_coefficients_are_parameters():
     top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
-    learnable = Mixer(top, a=0.3, b=0.7, learnable=True)
+    learnable = Mixer(top, a=0.3, b=0.7, learnable=True, form="free")
     assert isinstance(learnable.coefficients, nn.Parameter)
     torch.testing.assert_close(learnable.coefficients.detach(), torch.tensor([[0.3, 0.7]]))
-    fixed = Mixer(top, a=0.3, b=0.7, learnable=False)
+    fixed = Mixer(top, a=0.3, b=0.7, learnable=False, form="free")
     assert list(fixed.parameters()) == []
     # gradient reaches a and b: d/da sum(a M2 + b M1) = sum M2, d/db = sum M1
     blocks = [torch.tensor([[[1.0], [2.0]]]), torch.tensor([[[10.0], [20.0]]])]
@@ -229,9 +229,32 @@ def test_mixer_learnable_coefficients_are_parameters():
     torch.testing.assert_close(learnable.coefficients.grad, torch.tensor([[30.0, 3.0]]))
 
 
+def test_convex_mixer_by_hand():
+    # a = sigmoid(theta) = 0.2 at init (theta = log(0.2 / 0.8)), b = 1 - a = 0.8; N = 2, W = 1:
+    #   M2 = 0.2 [10, 20] + 0.8 [1, 2] = [2 + 0.8, 4 + 1.6] = [2.8, 5.6]
+    # d/dtheta sum(M2) = a (1 - a) sum(M2 - M1) = 0.16 * (30 - 3) = 4.32
+    top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
+    mixer = Mixer(top, a=0.2, b=0.8, learnable=True, form="convex").double()
+    assert [name for name, _ in mixer.named_parameters()] == ["theta"]
+    torch.testing.assert_close(mixer.effective().detach(), torch.tensor([[0.2, 0.8]], dtype=torch.float64))
+    assert mixer.figures(["M1", "M2"]) == pytest.approx({"mix_M2_a": 0.2, "mix_M2_b": 0.8})
+    blocks = [torch.tensor([[[1.0], [2.0]]], dtype=torch.float64), torch.tensor([[[10.0], [20.0]]], dtype=torch.float64)]
+    out = Mixer.mix(blocks, mixer.level_plans())
+    torch.testing.assert_close(out[1], torch.tensor([[[2.8], [5.6]]], dtype=torch.float64))
+    out[1].sum().backward()
+    torch.testing.assert_close(mixer.theta.grad, torch.tensor([4.32], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("a, b", [(0.3, 0.6), (1.0, 0.0)])
+def test_convex_mixer_refuses_what_it_cannot_represent(a, b):
+    top = topo(["M1", "M2"], [{"block": "M1"}], ["M2"], {"M2": "M1"})
+    with pytest.raises(ValueError, match="convex mixing"):
+        Mixer(top, a=a, b=b, learnable=True, form="convex")
+
+
 def test_mixer_without_mixing_is_identity():
     top = Topology.from_config(PLAIN, 1, 1)
-    mixer = Mixer(top, a=0.5, b=0.5, learnable=True)
+    mixer = Mixer(top, a=0.5, b=0.5, learnable=True, form="convex")
     assert not mixer.active
     assert list(mixer.parameters()) == []
     blocks = [torch.rand(2, 4, 3)]

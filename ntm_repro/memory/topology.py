@@ -8,6 +8,7 @@ block with no mixing; NTM1, NTM2 and NTM3 are other instances of the same data.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -176,21 +177,58 @@ class BlockPlacement:
         return list(flat.view(b, k, n, w).unbind(1))
 
 
+#: Parameterisations of the mixing scalars ``a``, ``b`` (:class:`Mixer`).
+MIX_FORMS = ("convex", "free")
+
+
 class Mixer(nn.Module):
     """``block <- a * block + b * source`` for every mixed block, applied after the writes
     in the order of :attr:`Topology.mix_levels`; ``a`` and ``b`` are scalars per mixed block,
-    learnable or fixed."""
+    learnable or fixed, in one of two forms (:data:`MIX_FORMS`):
 
-    def __init__(self, topology: Topology, a: float, b: float, learnable: bool):
+    - ``convex``: ``a = sigmoid(theta)``, ``b = 1 - a``. The mixed block is a moving average
+      of its source, the "memory smoothing" reading of Zhang et al. (2015, section 3): it
+      never leaves the range its source has held, so mixing cannot make the memory grow.
+    - ``free``: ``a`` and ``b`` are two unconstrained scalars, the literal reading of the
+      paper's equations (``Mh(t) = a Mh(t-1) + b Mc(t)``). Once ``|a| > 1`` a block grows
+      geometrically with time.
+
+    Fixed coefficients (``learnable=False``) are used as given in either form.
+    """
+
+    def __init__(self, topology: Topology, a: float, b: float, learnable: bool, form: str):
         super().__init__()
+        if form not in MIX_FORMS:
+            raise ValueError(f"mixing form {form!r} is unknown; choose one of {', '.join(MIX_FORMS)}")
         self.levels = topology.mix_levels
         self.sources = dict(topology.mix_sources)
         self.mixed = sorted(self.sources)
-        init = torch.tensor([[a, b]] * len(self.mixed), dtype=torch.float32) if self.mixed else None
-        if learnable and self.mixed:
-            self.coefficients = nn.Parameter(init)
+        self.form = form if learnable else "fixed"
+        n = len(self.mixed)
+        if form == "convex" and abs(a + b - 1) > 1e-9:
+            raise ValueError(f"convex mixing has b = 1 - a; got a={a}, b={b}")
+        if not self.mixed:
+            self.register_buffer("coefficients", None)  # no state at all without mixing
+        elif self.form == "convex":
+            if not 0 < a < 1:
+                raise ValueError(f"learnable convex mixing needs 0 < a < 1 (a = sigmoid(theta)); got a={a}")
+            self.theta = nn.Parameter(torch.full((n,), math.log(a / (1 - a))))
+        elif self.form == "free":
+            self.coefficients = nn.Parameter(torch.tensor([[a, b]] * n))
         else:
-            self.register_buffer("coefficients", init)  # None (no state at all) without mixing
+            self.register_buffer("coefficients", torch.tensor([[a, b]] * n))
+
+    def effective(self) -> torch.Tensor:
+        """``(a, b)`` of every mixed block, (n_mixed, 2), in the order of :attr:`mixed`."""
+        if self.form == "convex":
+            return torch.stack((torch.sigmoid(self.theta), torch.sigmoid(-self.theta)), dim=-1)
+        return self.coefficients
+
+    def figures(self, names: Sequence[str]) -> dict[str, float]:
+        """``mix_<block>_a`` and ``mix_<block>_b`` of every mixed block (``names``: the
+        topology's block names), for the training log."""
+        values = self.effective().detach().tolist()
+        return {f"mix_{names[block]}_{key}": value for block, pair in zip(self.mixed, values) for key, value in zip("ab", pair)}
 
     @property
     def active(self) -> bool:
@@ -199,8 +237,11 @@ class Mixer(nn.Module):
     def level_plans(self) -> list[list[tuple[int, int, torch.Tensor, torch.Tensor]]]:
         """Per level, (block, source, a, b) of each block mixed at that level. Built once per
         sequence, not per step."""
+        if not self.mixed:
+            return []
+        coefficients = self.effective()
         return [
-            [(block, self.sources[block], *self.coefficients[self.mixed.index(block)].unbind()) for block in level]
+            [(block, self.sources[block], *coefficients[self.mixed.index(block)].unbind()) for block in level]
             for level in self.levels
         ]
 

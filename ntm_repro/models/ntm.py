@@ -71,6 +71,7 @@ class NTM(nn.Module):
         mix_a: float = 0.5,
         mix_b: float = 0.5,
         learn_mix: bool = True,
+        mix_form: str = "convex",
     ):
         super().__init__()
         self.controller = controller
@@ -89,7 +90,7 @@ class NTM(nn.Module):
         self.register_buffer("shift_index", shift_index(shifts, locations), persistent=False)
         self.write_place = BlockPlacement(topology.write_blocks, self.num_blocks, locations)
         self.read_place = BlockPlacement(topology.read_blocks, self.num_blocks, locations)
-        self.mixer = Mixer(topology, mix_a, mix_b, learn_mix)
+        self.mixer = Mixer(topology, mix_a, mix_b, learn_mix, mix_form)
 
         if learn_init_reads:
             self.init_reads = nn.Parameter(torch.randn(self.num_read * width) * 0.01)
@@ -168,6 +169,10 @@ class NTM(nn.Module):
     def mixing_plans(self) -> list:
         """The mixer's :meth:`Mixer.level_plans` (none for a topology without mixing)."""
         return self.mixer.level_plans() if self.mixer.active else []
+
+    def mixing_figures(self) -> dict[str, float]:
+        """The current ``a``, ``b`` of every mixed block (:meth:`Mixer.figures`), for the log."""
+        return self.mixer.figures(self.topology.blocks) if self.mixer.active else {}
 
     def readout(self, tops: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
         """Output logits ``W_o [h_t, r_t] + b_o`` for every step at once: ``tops`` (B, T, H),

@@ -1,8 +1,10 @@
 """Episodes for Lightning: an endless training stream in which batch i of run seed s is
-drawn from a generator seeded by (s, i), so a resumed run sees exactly the batches an
+drawn from its own generator state, stream (TRAIN, s, i) of :mod:`ntm_repro.training.streams`,
+so a resumed run sees exactly the batches an
 uninterrupted one would (whatever Lightning prefetched before the checkpoint), and seeds
 trained together (:mod:`ntm_repro.models.seed_batch`) see exactly the batches each would
-alone; and fixed held-out sets for validation and tests."""
+alone; and fixed held-out sets for validation and tests, from streams that no training
+batch of any seed uses."""
 
 from __future__ import annotations
 
@@ -13,22 +15,15 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from ntm_repro.tasks.base import Episode, Task
+from ntm_repro.training.streams import MAX_FIELD, Purpose, seek, stream
 
-#: Largest run seed: training batch i of seed s is drawn with generator seed s * 2^32 + i.
-MAX_SEED = 2**31 - 1
-#: Seed of the held-out sets: the same episodes for every run, so seeds and models are
-#: compared on identical data; above every training batch's generator seed.
-HELDOUT_SEED = 2**63 + 20141020
-
-
-def batch_seed(seed: int, index: int) -> int:
-    """The generator seed of training batch ``index`` of run ``seed``."""
-    return (seed << 32) + index
+#: Largest run seed (a field of the streams' keys).
+MAX_SEED = MAX_FIELD
 
 
 class EpisodeStream(IterableDataset):
     """Endless steps, starting at step ``start``: step i is a list with one batch
-    ``task.sample(batch_size, generator)`` per run seed, each from its own generator seed."""
+    ``task.sample(batch_size, generator)`` per run seed s, drawn from stream (TRAIN, s, i)."""
 
     def __init__(self, task: Task, batch_size: int, seeds: Sequence[int], start: int = 0):
         self.task, self.batch_size, self.seeds, self.start = task, batch_size, list(seeds), start
@@ -39,8 +34,7 @@ class EpisodeStream(IterableDataset):
         while True:
             batches = []
             for seed in self.seeds:
-                generator.manual_seed(batch_seed(seed, index))
-                batches.append(self.task.sample(self.batch_size, generator))
+                batches.append(self.task.sample(self.batch_size, seek(generator, Purpose.TRAIN, seed, index)))
             yield batches
             index += 1
 
@@ -64,6 +58,7 @@ class EpisodeDataModule(pl.LightningDataModule):
 
 
 def heldout(task: Task, levels: Sequence[Any], batch_size: int, salt: int = 0) -> list[Episode]:
-    """One batch of ``batch_size`` episodes per level, from a fixed generator."""
-    generator = torch.Generator().manual_seed(HELDOUT_SEED + salt)
+    """One batch of ``batch_size`` episodes per level, from stream (HELDOUT, salt, 0): the
+    same episodes for every run, so seeds and models are compared on identical data."""
+    generator = stream(Purpose.HELDOUT, salt, 0)
     return [task.episode(batch_size, level, generator) for level in levels]

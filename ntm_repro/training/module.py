@@ -19,10 +19,16 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
+from ntm_repro.models.ntm import NTM
 from ntm_repro.models.seed_batch import SeedBatch
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
 from ntm_repro.training.seed_checkpoints import split_checkpoint
+
+
+def mixing_figures(network: torch.nn.Module) -> dict[str, float]:
+    """``mix_<block>_a``, ``mix_<block>_b`` of a structured memory (none for other networks)."""
+    return network.mixing_figures() if isinstance(network, NTM) else {}
 
 
 class TrainingDiverged(RuntimeError):
@@ -165,20 +171,26 @@ class SequenceLearner(pl.LightningModule):
             self._validate()
 
     def _log_training(self) -> None:
-        """Training metrics averaged over the steps since the last training row."""
+        """Training metrics averaged over the steps since the last training row, and the
+        mixing coefficients of structured memories as they are at its end."""
         if not self._steps:
             return
         cost, errors = self._cost.tolist(), self._errors.tolist()
         rows = []
-        for k in range(self.seeds):
+        for k, network in enumerate(self._networks()):
             values = {"cost_bits": cost[k] / self._steps / LN2, "bit_errors": errors[k] / self._steps}
             values.update({name: total / self._steps for name, total in self._extra[k].items()})
+            values.update(mixing_figures(network))
             rows.append(values)
             self._extra[k].clear()
         self._log("train", rows)
         self._cost.zero_()
         self._errors.zero_()
         self._steps = 0
+
+    def _networks(self) -> list[torch.nn.Module]:
+        """Each seed's network with its current parameters."""
+        return self.model.seed_models() if isinstance(self.model, SeedBatch) else [self.model]
 
     def _validate(self) -> None:
         self._log("val", evaluate(self.model, self.validation, self.reference))

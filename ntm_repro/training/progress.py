@@ -30,7 +30,7 @@ class SequenceProgress(pl.Callback):
         if module.global_step % module.log_every_steps == 0:
             per_seed = module.last_metrics
             if len(per_seed) == 1:
-                postfix = {k.replace("/", " "): f"{v:.3g}" for k, v in per_seed[0].items()}
+                postfix = {k.replace("/", " "): f"{v:.3g}" for k, v in per_seed[0].items() if "/mix_" not in k}
             else:  # seeds as a batch: each seed's validation bit errors
                 postfix = {"val bit_errors": "/".join(f"{m.get('val/bit_errors', float('nan')):.3g}" for m in per_seed)}
             self.bar.set_postfix(postfix, refresh=False)

@@ -25,10 +25,11 @@ from ntm_repro.tasks.base import Task
 from ntm_repro.training.data import MAX_SEED, EpisodeDataModule, heldout
 from ntm_repro.training.instantiate import build_task, instantiate_checked
 from ntm_repro.training.evaluation import generalisation_rows, write_attention
-from ntm_repro.training.module import SequenceLearner, TrainingDiverged
+from ntm_repro.training.module import SequenceLearner, TrainingDiverged, mixing_figures
 from ntm_repro.training.progress import SequenceProgress
 from ntm_repro.training.resume import ResumePlan, plan_resume
 from ntm_repro.training.seed_checkpoints import stack_checkpoints
+from ntm_repro.training.streams import seed_initialisation
 from ntm_repro.training.wandb_logger import finish_open_runs
 from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
 
@@ -56,29 +57,29 @@ def build_optimizer(optimizer_cfg: DictConfig):
     return factory
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, task: Task, resume_step: int | None = None) -> list:
+def build_loggers(cfg: DictConfig, run_dir: Path, columns: list[str], resume_step: int | None = None) -> list:
     """Instantiate every entry of ``cfg.logger`` (a mapping of named loggers; empty for
-    ``logger=none``), each given the run folder; a resumed CSV log keeps its rows up to
-    ``resume_step``."""
+    ``logger=none``), each given the run folder; the CSV log gets the extra ``columns``
+    and, resumed, keeps its rows up to ``resume_step``."""
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
         if spec is None:
             continue
         extra = {"save_dir": str(run_dir)}
         if name == "csv":
-            extra.update(extra_columns=list(task.extra_metrics), keep_until_step=resume_step)
+            extra.update(extra_columns=columns, keep_until_step=resume_step)
         loggers.append(instantiate_checked(spec, **extra))
     return loggers
 
 
-def build_seed_loggers(cfgs: list[DictConfig], run_dirs: list[Path], task: Task, resume_step: int | None) -> list[list]:
+def build_seed_loggers(cfgs: list[DictConfig], run_dirs: list[Path], columns: list[str], resume_step: int | None) -> list[list]:
     """Each seed's loggers; when one cannot be built, those built before it are closed
     (a W&B run is never left open)."""
     finish_open_runs()
     built: list[list] = []
     try:
         for cfg, run_dir in zip(cfgs, run_dirs):
-            built.append(build_loggers(cfg, run_dir, task, resume_step))
+            built.append(build_loggers(cfg, run_dir, columns, resume_step))
     except BaseException:
         for logger in (logger for seed_loggers in built for logger in seed_loggers):
             logger.finalize("failed")
@@ -107,7 +108,7 @@ def _seed_network(cfg: DictConfig) -> tuple[Task, torch.nn.Module]:
     """Task and freshly initialised network of one run seed, exactly as a run alone draws them."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer from 0 to {MAX_SEED}")
-    pl.seed_everything(cfg.seed, verbose=False)
+    seed_initialisation(cfg.seed)
     task: Task = build_task(cfg.task)
     return task, build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
 
@@ -156,7 +157,8 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
         )
     except Exception as error:  # e.g. an unknown Trainer argument or an accelerator this machine lacks
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
-    loggers = build_seed_loggers(cfgs, run_dirs, task, resume_step)
+    columns = list(task.extra_metrics) + list(mixing_figures(network))
+    loggers = build_seed_loggers(cfgs, run_dirs, columns, resume_step)
     learner.seed_loggers = loggers
     trainer.loggers = [logger for seed_loggers in loggers for logger in seed_loggers]
     datamodule = EpisodeDataModule(task, batch_size, seeds)
