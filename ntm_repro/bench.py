@@ -39,6 +39,7 @@ from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.module import SequenceLearner
 from ntm_repro.training.run import quiet_lightning, trainable_model
+from ntm_repro.training.streams import seed_initialisation
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
@@ -55,7 +56,7 @@ class Bench:
         self.task = build_task(cfg.task)
         networks = []
         for seed in range(seeds):
-            torch.manual_seed(seed)
+            seed_initialisation(seed)
             networks.append(build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device))
         self.model = trainable_model(networks, compile_step).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, foreach=True)

@@ -58,11 +58,14 @@ def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
     # overview, convergence, generalisation, attention traces, tables
     assert pages == 4 + attention_pages(sweep)
     assert "ntm-repro -m model=ntm,lstm seed=0,1" in text
-    for words in ("ntm", "lstm", "copy", "0 / 2", "4 read, 0 skipped", "Every run folder was read without a caveat"):
+    for words in ("ntm", "lstm", "copy", "0 / 2", "4 read, 0 skipped", "Every run folder was read without a caveat",
+                  "neither converged: no comparison", "--window 0.1 --min-points 5 --spike-bits 1 --spike-window 20"):
         assert words in text, words
     figures = tmp_path / "out" / "sweep"
     assert len(list(figures.glob("*.png"))) == pages
-    assert {p.name for p in figures.glob("*.csv")} == {"runs.csv", "summary.csv", "comparisons.csv", "issues.csv"}
+    assert {p.name for p in figures.glob("*.csv")} == {
+        "runs.csv", "summary.csv", "comparisons.csv", "generalisation.csv", "issues.csv"
+    }
 
     damaged = tmp_path / "damaged"
     shutil.copytree(sweep, damaged, ignore=shutil.ignore_patterns("attention", "*.ckpt"))  # no trace pages: quicker
@@ -84,6 +87,25 @@ def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
         "no summary.json",
     ):
         assert words in text, words
+
+
+@pytest.mark.parametrize("flag", ["--criterion", "--window", "--min-points", "--spike-bits", "--spike-window"])
+def test_criteria_must_be_positive(flag):
+    from ntm_repro.report.cli import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["runs", flag, "0"])
+    assert parse_args(["runs", flag, "3"]).__dict__[flag[2:].replace("-", "_")] == 3
+
+
+def test_criteria_from_the_command_line():
+    from ntm_repro.report.cli import parse_args
+
+    args = parse_args(["runs", "--window", "0.2", "--min-points", "3", "--spike-bits", "2", "--spike-window", "10"])
+    assert (args.window, args.min_points, args.spike_bits, args.spike_window) == (0.2, 3, 2.0, 10)
+    assert isinstance(args.min_points, int) and isinstance(args.spike_window, int)
+    with pytest.raises(SystemExit):
+        parse_args(["runs", "--min-points", "2.5"])  # a count of points is an integer
 
 
 @pytest.mark.parametrize("make", [lambda p: p / "nowhere", lambda p: p])

@@ -17,13 +17,16 @@ from ntm_repro.report.stats import Criteria
 def test_every_kind_of_page(tmp_path):
     runs = tmp_path / "runs"
     for seed in range(2):
-        make_run(runs, f"ntm_s{seed}", seed=seed, choices={"controller": "lstm"}, bit_errors=[40, 5, 0.05, 0.0, 0.01])
+        make_run(runs, f"ntm_s{seed}", seed=seed, choices={"controller": "lstm"}, budget=10_000,
+                 bit_errors=[40, 5, 0.05, 0.0, 0.01, 0.0, 0.0, 0.02, 0.0, 0.0, 0.0])  # held over its last 5 points
         make_run(runs, f"ff_s{seed}", seed=seed, overrides=("controller=feedforward",), choices={"controller": "feedforward"},
                  bit_errors=np.full(len(SEQUENCES), 3.0))
     make_run(runs, "ff_s2", seed=2, status="diverged", bit_errors=[40, np.nan], overrides=("controller=feedforward",),
              choices={"controller": "feedforward"})
     make_run(runs, "ngrams_s0", model="lstm", task="ngrams", optimum=True, levels=(200,), choices={"controller": "lstm"})
     make_run(runs, "recall_s0", task="recall", level_name="items", levels=(6, 10, 20), choices={"controller": "lstm"})
+    make_run(runs, "recall_lstm_s0", model="lstm", task="recall", level_name="items", levels=(6, 10, 20),
+             choices={"controller": "lstm"})  # neither recall model reaches the criterion
     reading = read_runs([str(runs)])
     assert set(reading.runs["label"]) == {"ntm (controller=lstm)", "ntm (controller=feedforward)", "lstm (controller=lstm)"}
 
@@ -41,8 +44,19 @@ def test_every_kind_of_page(tmp_path):
     summary = pd.read_csv(writer.folder / "summary.csv").set_index(["task", "label"])
     assert summary.loc[("copy", "ntm (controller=lstm)"), ["runs", "converged"]].tolist() == [2, 2]
     assert summary.loc[("copy", "ntm (controller=feedforward)"), ["runs", "converged", "final_runs"]].tolist() == [3, 0, 2]
-    (pair,) = pd.read_csv(writer.folder / "comparisons.csv").to_dict("records")
+    pair, never = pd.read_csv(writer.folder / "comparisons.csv", keep_default_na=False).to_dict("records")
     assert (pair["n_first"], pair["n_second"]) == (3, 2) or (pair["n_first"], pair["n_second"]) == (2, 3)
+    assert pair["note"] == "" and pair["p_holm"] == pair["p"]  # the only comparison with a p-value
+    assert (never["task"], never["note"], never["p"], never["p_holm"]) == ("recall", "neither converged: no comparison", "", "")
+    per_seed = pd.read_csv(writer.folder / "generalisation.csv")
+    assert per_seed.columns.tolist() == ["task", "model", "seed", "outcome", "level", "cost_bits", "bit_errors"]
+    assert len(per_seed) == 5 * 3 + 1 + 2 * 3  # copy: 5 runs x 3 levels; n-grams: 1; recall: 2 x 3
+    outcomes = per_seed.drop_duplicates(["model", "seed", "task"]).groupby("model")["outcome"].agg(set).to_dict()
+    assert outcomes == {
+        "ntm (controller=lstm)": {"converged", "never reached"},  # copy: converged; recall: never reached
+        "ntm (controller=feedforward)": {"never reached", "diverged"},
+        "lstm (controller=lstm)": {"never reached"},
+    }
     issues = pd.read_csv(writer.folder / "issues.csv")
     assert issues[["run", "handling"]].values.tolist() == [["ff_s2", "not converged"]]
 

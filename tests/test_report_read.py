@@ -28,15 +28,20 @@ def make_run(
     optimum: bool = False,
     traces: bool = False,
     choices: dict | None = None,
+    budget: int | None = None,
 ) -> Path:
     """A run folder as ``ntm-repro`` writes it (status None: no summary.json; choices:
-    Hydra's config group choices, none: no .hydra/hydra.yaml)."""
+    Hydra's config group choices, none: no .hydra/hydra.yaml; budget: train.sequences,
+    none: not in the config)."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     if choices is not None:
         (run / ".hydra" / "hydra.yaml").write_text(json.dumps({"hydra": {"runtime": {"choices": choices}}}))
     task_config = "  name: copy\n  min_length: 1\n  max_length: 20\n" if task == "copy" else f"  name: {task}\n"
-    (run / "config.yaml").write_text(f"seed: {seed}\nmodel:\n  name: {model}\ntask:\n{task_config}controller:\n  size: 100\n")
+    train_config = "" if budget is None else f"train:\n  sequences: {budget}\n  log_every: 1000\n"
+    (run / "config.yaml").write_text(
+        f"seed: {seed}\nmodel:\n  name: {model}\ntask:\n{task_config}controller:\n  size: 100\n{train_config}"
+    )
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in (f"model={model}", f"task={task}", f"seed={seed}", *overrides)))
     errors = 40 * np.exp(-SEQUENCES / 2000.0) if bit_errors is None else np.asarray(bit_errors, dtype=float)
     seqs = SEQUENCES[: len(errors)]
@@ -152,6 +157,33 @@ def test_variants_come_from_the_overrides_that_differ(tmp_path):
         "b/0_ntm_copy_s0": "ntm (controller=lstm)",
         "c/0_ntm_copy_s0": "ntm (controller=default)",
     }
+
+
+def test_settings_that_do_not_change_the_science_do_not_split_runs(tmp_path):
+    make_run(tmp_path, "0_ntm1_copy_s0", model="ntm1", overrides=(
+        "model.topology.mixing=convex", "threads=1", "logger=csv", "resume=false", "seed_batch.enabled=true",
+        "train.compile=true",
+    ))
+    make_run(tmp_path, "1_ntm1_copy_s1", model="ntm1", seed=1, overrides=(
+        "model.topology.mixing=convex", "threads=4", "logger=csv_wandb", "logger.wandb.mode=offline", "resume=true",
+        "seed_batch.enabled=false", "seed_batch.jobs=1", "train.compile=false", "train.checkpoint_every=0",
+        "hydra.launcher.n_jobs=2",
+    ))
+    make_run(tmp_path, "2_ntm1_copy_s0", model="ntm1", overrides=("model.topology.mixing=free", "threads=1"))
+    reading = read_runs([str(tmp_path)])
+    assert reading.varying == ["model.topology.mixing"]
+    assert dict(zip(reading.runs["run"], reading.runs["label"])) == {
+        "0_ntm1_copy_s0": "ntm1 (model.topology.mixing=convex)",
+        "1_ntm1_copy_s1": "ntm1 (model.topology.mixing=convex)",
+        "2_ntm1_copy_s0": "ntm1 (model.topology.mixing=free)",
+    }
+
+
+def test_the_budget_is_the_configs_train_sequences(tmp_path):
+    make_run(tmp_path, "0_ntm_copy_s0", budget=20_000)
+    make_run(tmp_path, "1_ntm_copy_s1", seed=1)
+    budgets = dict(zip(*read_runs([str(tmp_path)]).runs[["run", "budget"]].to_numpy().T))
+    assert budgets["0_ntm_copy_s0"] == 20_000 and np.isnan(budgets["1_ntm_copy_s1"])
 
 
 def test_commands_come_from_hydras_records(tmp_path):

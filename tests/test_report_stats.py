@@ -9,71 +9,97 @@ import pandas as pd
 import pytest
 
 from ntm_repro.report.stats import (
+    NO_COMPARISON,
     Criteria,
     bootstrap_median_difference,
     comparisons,
-    converged_from,
-    first_below,
+    holm,
     mann_whitney,
     midranks,
-    outlier_count,
     per_group,
     per_run,
+    per_seed_generalisation,
 )
 
-SEQS = np.array([0, 100, 200, 300, 400])
+VAL = np.arange(0, 1001, 100)  # 11 validation points; a budget of 1,000: the window (>= 900) holds 2, so the last 5 count
+BELOW = 0.01
 
 
-def test_convergence_must_hold_to_the_end():
-    assert converged_from(SEQS, [40, 0.05, 0.01, 0.0, 0.02], 0.1) == 100
-    assert converged_from(SEQS, [40, 0.05, 3.0, 0.0, 0.02], 0.1) == 300  # dipped, rose, then held
-    assert math.isnan(converged_from(SEQS, [40, 0.05, 0.01, 0.0, 0.5], 0.1))  # rose at the end
-    assert math.isnan(converged_from(SEQS, [40, 0.05, np.nan], 0.1))  # NaN (diverged) is not below
-    assert math.isnan(converged_from([], [], 0.1))
-    assert first_below(SEQS, [40, 0.05, 3.0, 0.0, 0.5], 0.1) == 100
+def errors(below_at: list[int], length: int = len(VAL)) -> list[float]:
+    """Validation bit errors: below the criterion at the given point indices, 3.0 elsewhere."""
+    return [BELOW if i in below_at else 3.0 for i in range(length)]
 
 
-def test_outliers_count_points_far_above_the_median_after_first_reaching_the_criterion():
-    errors = [40, 0.05, 30, 0.0, 0.0, 0.0]
-    costs = [80, 0.1, 60, 0.1, 0.2, 0.1]  # from the first point below: median 0.1, one point above 10x
-    assert outlier_count(costs, errors, 0.1, 10) == 1
-    assert outlier_count(costs, errors, 0.1, 1000) == 0
-    assert outlier_count(costs, [40] * 6, 0.1, 10) == 0  # never reached: nothing counted
+# run -> (model, status, validation bit errors, outcome, first reached, held from)
+RUNS = {
+    "a": ("ntm", "completed", errors([1, *range(3, 11)]), "converged", 100, 300),  # dipped at 100, held from 300
+    "b": ("ntm", "completed", errors(range(5, 11)), "converged", 500, 500),
+    "c": ("ntm", "diverged", errors(range(1, 11)), "diverged", 100, 100),  # its metrics never count
+    "g": ("ntm", "completed", errors([]), "never reached", math.nan, math.nan),
+    "d": ("lstm", "completed", errors([9, 10]), "not confirmed", 900, 900),  # the old rule: converged at 900
+    "e": ("lstm", "completed", errors(range(4, 9)), "reached, not held", 400, math.nan),
+    "f": ("lstm", "running", errors(range(3, 6), length=6), "not confirmed", 300, 300),  # stopped before its window
+    "h": ("lstm", "completed", errors(range(4, 11)), "converged", 400, 400),
+}
 
 
 def frames():
-    """Two models on one task: ntm converges in 2 of 3 runs (one diverged), lstm in 1 of 2."""
+    """Two models on one task: ntm converges in 2 of 4 runs (one diverged, one never
+    reached), lstm in 1 of 4; the training log of run a has one spike at 1,775 sequences."""
     runs = pd.DataFrame(
-        {
-            "run": ["a", "b", "c", "d", "e"],
-            "task": "copy",
-            "model": ["ntm", "ntm", "ntm", "lstm", "lstm"],
-            "variant": "",
-            "seed": [0, 1, 2, 0, 1],
-            "status": ["completed", "completed", "diverged", "completed", "running"],
-        }
-    ).assign(label=lambda f: f["model"])
-    errors = {"a": [40, 0.05, 0.0], "b": [40, 5, 0.01], "c": [40, 0.01, 0.0], "d": [40, 30, 0.0], "e": [40, 0.05, 2.0]}
-    metrics = pd.concat(
-        pd.DataFrame({"run": run, "split": "val", "sequences": [0, 100, 200], "bit_errors": e, "cost_bits": np.add(e, 0.1)})
-        for run, e in errors.items()
+        [{"run": run, "model": model, "status": status, "seed": i} for i, (run, (model, status, *_)) in enumerate(RUNS.items())]
+    ).assign(task="copy", variant="", budget=1000.0, label=lambda f: f["model"])
+    val = pd.concat(
+        pd.DataFrame({"run": run, "split": "val", "sequences": VAL[: len(e)], "bit_errors": e, "cost_bits": np.add(e, 0.1)})
+        for run, (_, _, e, *_) in RUNS.items()
     )
-    return runs, pd.concat([metrics, metrics.assign(split="train", bit_errors=99.0)])
+    log = np.arange(1, 81) * 25  # 80 points: more than the spike window of 50
+    train = pd.concat(
+        pd.DataFrame({"run": run, "split": "train", "sequences": log, "bit_errors": 99.0,
+                      "cost_bits": np.where((log == 1775) & (run == "a"), 60.0, 50.0)})
+        for run in RUNS
+    )
+    return runs, pd.concat([val, train])
 
 
 def test_per_run_and_per_group():
     runs, metrics = frames()
-    stats = per_run(runs, metrics, Criteria())
-    assert stats.set_index("run")["sequences_to_converge"].to_dict() == pytest.approx(
-        {"a": 100, "b": 200, "c": math.nan, "d": 200, "e": math.nan}, nan_ok=True
+    stats = per_run(runs, metrics, Criteria()).set_index("run")
+    expected = pd.DataFrame(
+        {run: {"outcome": o, "first_reached": first, "held_from": held} for run, (*_, o, first, held) in RUNS.items()}
+    ).T
+    assert stats["outcome"].to_dict() == expected["outcome"].to_dict()
+    for column in ("first_reached", "held_from"):
+        assert stats[column].to_dict() == pytest.approx(expected[column].astype(float).to_dict(), nan_ok=True), column
+    assert stats["converged"].to_dict() == {run: o == "converged" for run, o in expected["outcome"].items()}
+    assert stats["sequences_to_converge"].to_dict() == pytest.approx(
+        {"a": 300, "b": 500, "c": math.nan, "g": math.nan, "d": math.nan, "e": math.nan, "f": math.nan, "h": 400},
+        nan_ok=True,
     )
-    assert list(stats["converged"]) == [True, True, False, True, False]  # c diverged: not converged despite its metrics
-    assert math.isnan(stats.set_index("run").loc["c", "final_bit_errors"])  # diverged: no final metrics
-    groups = per_group(stats).set_index("label")
-    assert groups.loc["ntm", ["runs", "converged", "reached_not_held", "final_runs"]].tolist() == [3, 2, 1, 2]
-    assert groups.loc["ntm", ["seq_to_converge_median", "seq_to_converge_min", "seq_to_converge_max"]].tolist() == [150, 100, 200]
-    assert groups.loc["lstm", ["converged", "reached_not_held"]].tolist() == [1, 1]
-    assert groups.loc["lstm", "final_bit_errors_median"] == pytest.approx(1.0)  # of 0.0 and 2.0
+    assert math.isnan(stats.loc["c", "final_bit_errors"])  # diverged: no final metrics
+    assert stats.loc["a", ["spikes", "spike_sequences"]].tolist() == [1, (1775,)]  # from the training rows
+    assert (stats.drop(index="a")["spikes"] == 0).all()
+    groups = per_group(stats.reset_index()).set_index("label")
+    counts = ["runs", "converged", "not_confirmed", "reached_not_held", "never_reached", "diverged", "failed"]
+    assert groups.loc["ntm", counts].tolist() == [4, 2, 0, 0, 1, 1, 0]
+    assert groups.loc["lstm", counts].tolist() == [4, 1, 2, 1, 0, 0, 0]
+    assert groups.loc["ntm", ["held_from_median", "held_from_min", "held_from_max"]].tolist() == [400, 300, 500]
+    assert groups.loc["ntm", ["first_reached_median", "first_reached_min", "first_reached_max"]].tolist() == [300, 100, 500]
+    assert groups.loc["ntm", ["spikes", "runs_with_spikes", "final_runs"]].tolist() == [1, 1, 3]
+    assert groups.loc["lstm", "final_bit_errors_median"] == pytest.approx(BELOW)  # of 0.01, 0.01, 3.0, 0.01
+
+
+def test_per_seed_generalisation_carries_each_runs_outcome():
+    runs, metrics = frames()
+    stats = per_run(runs, metrics, Criteria())
+    levels = pd.DataFrame({"run": ["a", "a", "d"], "task": "copy", "model": ["ntm", "ntm", "lstm"],
+                           "label": ["ntm (x)", "ntm (x)", "lstm"], "seed": [0, 0, 4], "level": [10, 20, 10],
+                           "in_training_range": True, "cost_bits": [1.0, 2.0, 3.0], "bit_errors": [0.0, 0.5, 1.0]})
+    table = per_seed_generalisation(levels, stats)
+    assert table.columns.tolist() == ["task", "model", "seed", "outcome", "level", "cost_bits", "bit_errors"]
+    assert table[["model", "seed", "outcome", "level"]].values.tolist() == [
+        ["ntm (x)", 0, "converged", 10], ["ntm (x)", 0, "converged", 20], ["lstm", 4, "not confirmed", 10]
+    ]
 
 
 def test_midranks_share_tied_ranks():
@@ -107,8 +133,33 @@ def test_bootstrap_interval_of_the_difference_of_medians():
 def test_comparisons_rank_non_converged_runs_last():
     runs, metrics = frames()
     (row,) = comparisons(per_run(runs, metrics, Criteria())).to_dict("records")
-    assert (row["first"], row["second"], row["n_first"], row["n_second"]) == ("ntm", "lstm", 3, 2)
+    assert (row["first"], row["second"], row["n_first"], row["n_second"]) == ("ntm", "lstm", 4, 4)
     assert (row["converged_first"], row["converged_second"]) == (2, 1)
-    # ntm [100, 200, inf] vs lstm [200, inf]: midranks [1, 2.5, 4.5] -> U = 8 - 6 = 2
-    assert row["u"] == 2.0 and row["method"] == "exact"
-    assert row["median_difference"] == -math.inf  # ntm's median 200, lstm's (200 + inf) / 2
+    # ntm [300, 500, inf, inf] vs lstm [400, inf, inf, inf]: midranks 1, 3, 6, 6 -> U = 16 - 10 = 6
+    assert row["u"] == 6.0 and row["method"] == "exact" and row["note"] == ""
+    assert row["median_difference"] == 0.0  # both medians inf (the mean of 500 and inf; inf): inf - inf counted as 0
+    assert row["p_holm"] == row["p"]  # a family of one
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(1 x 0.04, 0.06)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.01, math.nan, 0.04, 0.03]) == pytest.approx([0.03, math.nan, 0.06, 0.06], nan_ok=True)  # NaN: not tested
+    assert holm([0.5, 0.6]).tolist() == [1.0, 1.0]  # capped at 1, and never below a smaller p's
+    assert holm([]).tolist() == []
+
+
+def test_no_comparison_when_neither_group_converged():
+    def group(task: str, label: str, times: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"task": task, "label": label, "sequences_to_converge": times})
+
+    run_stats = pd.concat([
+        group("copy", "ntm", [math.nan] * 3), group("copy", "lstm", [math.nan] * 2),
+        group("recall", "ntm", [1.0, 2.0, 3.0]), group("recall", "lstm", [4.0, 5.0, 6.0]),
+    ])
+    never, tested = comparisons(run_stats).to_dict("records")
+    assert (never["n_first"], never["n_second"], never["converged_first"], never["converged_second"]) == (3, 2, 0, 0)
+    assert all(math.isnan(never[k]) for k in ("u", "p", "p_holm", "median_difference", "ci_low", "ci_high"))
+    assert never["note"] == NO_COMPARISON == "neither converged: no comparison"
+    # the family is the one comparison with a p-value: complete separation of 3 vs 3, p = 2 / 20
+    assert (tested["note"], tested["p"], tested["p_holm"]) == ("", pytest.approx(0.1), pytest.approx(0.1))

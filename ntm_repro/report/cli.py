@@ -20,11 +20,17 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be positive")
-    return value
+def _positive(kind: type = float):
+    """An argparse type: a number of ``kind`` that must be above 0."""
+
+    def positive(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be positive")
+        return value
+
+    positive.__name__ = kind.__name__  # argparse's message for a non-number: "invalid float value"
+    return positive
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,12 +44,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="report name (default: the first path's folder name)")
     parser.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR", help="output folder (default: reports)")
     parser.add_argument(
-        "--criterion", type=_positive, default=defaults.bit_errors,
-        help="converged: validation bit errors per sequence below this to the end of the run (default: %(default)s)",
+        "--criterion", type=_positive(), default=defaults.bit_errors,
+        help="converged: validation bit errors per sequence below this over the window (default: %(default)s)",
     )
     parser.add_argument(
-        "--outlier-factor", type=_positive, default=defaults.outlier_factor,
-        help="loss outlier: cost above this times the post-criterion median cost (default: %(default)s)",
+        "--window", type=_positive(), default=defaults.window,
+        help="converged: below the criterion at every validation point of this last fraction of the "
+        "training budget (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-points", type=_positive(int), default=defaults.min_points,
+        help="converged: judged on the last this many validation points when the window holds fewer "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--spike-bits", type=_positive(), default=defaults.spike_bits,
+        help="loss spike: training cost above the preceding median by more than this many bits per sequence "
+        "(and 5 scaled MADs) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--spike-window", type=_positive(int), default=defaults.spike_window,
+        help="loss spike: training points before each point that its median and MAD come from (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed (default: %(default)s)")
     return parser.parse_args(argv)
@@ -58,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     from ntm_repro.report.pdf import write_report  # matplotlib and seaborn load only when there is something to draw
 
     name = args.name or Path(args.paths[0]).resolve().name
-    criteria = Criteria(args.criterion, args.outlier_factor, args.seed)
+    criteria = Criteria(
+        bit_errors=args.criterion, window=args.window, min_points=args.min_points,
+        spike_bits=args.spike_bits, spike_window=args.spike_window, seed=args.seed,
+    )
     try:
         writer = write_report(reading, criteria, args.out, name, args.paths)
     except OSError as error:  # e.g. an output folder that cannot be written

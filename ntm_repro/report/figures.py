@@ -27,6 +27,7 @@ SEQUENCES = "sequences seen"
 LEVEL_AXES = {"length": "sequence length", "items": "number of items", "vectors": "number of vectors"}
 OPTIMUM = "optimal_cost_bits"
 TRAINING_RANGE = "#f4ecd2"  # shading of the training range
+UNCONVERGED = {"ls": "--", "lw": 0.8, "marker": "o", "ms": 2.5, "alpha": 0.35}  # a run not converged (generalisation)
 THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 Pages = Iterator[tuple[str, Figure]]
@@ -165,12 +166,34 @@ def _level_axis(ax: plt.Axes, data: pd.DataFrame, numeric: bool, level_name: str
     ax.set_xlabel(LEVEL_AXES.get(level_name, level_name))
 
 
+def _per_seed_lines(ax: plt.Axes, data: pd.DataFrame, y: str, colours: dict[str, tuple]) -> None:
+    """Each run in ``data`` as its own thin dashed line in its model's colour."""
+    for (label, _), run in data.sort_values("x").groupby(["label", "run"], sort=False):
+        ax.plot(run["x"], run[y], color=colours[label], **UNCONVERGED)
+
+
+def _generalisation_panel(ax: plt.Axes, data: pd.DataFrame, y: str, colours: dict[str, tuple]) -> None:
+    """Mean and 95% bootstrap interval over the converged runs per model; every other run
+    its own thin dashed line (a model with no converged run: only those)."""
+    data = data[np.isfinite(data[y].astype(float))]
+    converged = data[data["converged"]]
+    if len(converged):
+        sns.lineplot(
+            data=converged, x="x", y=y, hue="label", palette=colours, estimator="mean", errorbar=("ci", 95),
+            n_boot=1000, seed=0, marker="o", legend=False, ax=ax,
+        )
+    _per_seed_lines(ax, data[~data["converged"]], y, colours)
+
+
 def generalisation_figures(
-    generalisation: pd.DataFrame, runs: pd.DataFrame, criterion: float, colours: dict[str, tuple]
+    generalisation: pd.DataFrame, runs: pd.DataFrame, criterion: float, colours: dict[str, tuple],
+    converged: set[str],
 ) -> Pages:
     """Cost and bit errors against test length or item count: mean and 95% bootstrap
-    interval across seeds, the training range shaded."""
+    interval across the ``converged`` runs, every other run a thin dashed line of its own,
+    the training range shaded."""
     generalisation = generalisation.dropna(subset=["cost_bits", "bit_errors"], how="all")
+    generalisation = generalisation.assign(converged=generalisation["run"].isin(converged))
     tasks = list(dict.fromkeys(generalisation["task"]))
     for index, page_tasks in enumerate(chunks(tasks, TASKS_PER_PAGE)):
         fig, axes = plt.subplots(2, len(page_tasks), figsize=PAGE, layout="constrained", squeeze=False)
@@ -184,10 +207,7 @@ def generalisation_figures(
             for ax, y in zip(axes[:, column], ("cost_bits", "bit_errors")):
                 if span:
                     ax.axvspan(*span, color=TRAINING_RANGE, zorder=0, lw=0)
-                sns.lineplot(
-                    data=data[np.isfinite(data[y].astype(float))], x="x", y=y, hue="label", palette=colours,
-                    estimator="mean", errorbar=("ci", 95), n_boot=1000, seed=0, marker="o", legend=False, ax=ax,
-                )
+                _generalisation_panel(ax, data, y, colours)
                 _level_axis(ax, data, numeric, level_name)
             if OPTIMUM in data and data[OPTIMUM].notna().any():
                 optimum = data.groupby("x")[OPTIMUM].mean()
@@ -195,16 +215,21 @@ def generalisation_figures(
                 has_optimum = True
             _log_y(axes[0, column])
             axes[0, column].set_ylabel(COST)
-            axes[0, column].set_title(f"{task} ({data['run'].nunique()} runs)")
+            counts = data.drop_duplicates("run")["converged"]
+            axes[0, column].set_title(f"{task} ({len(counts)} runs, {int(counts.sum())} converged)")
             _bit_error_axis(axes[1, column], criterion)
+        on_page = generalisation[generalisation["task"].isin(page_tasks)]
         extras = [
             Patch(color=TRAINING_RANGE, label="training range"),
-            Patch(color="0.6", alpha=0.4, label="95% bootstrap interval across seeds"),
+            Patch(color="0.6", alpha=0.4, label="95% bootstrap interval across converged seeds"),
         ]
+        if not on_page["converged"].all():
+            key = UNCONVERGED | {"alpha": 0.8}
+            extras.append(Line2D([], [], color="0.4", **key, label="one run that did not converge"))
         if has_optimum:
             extras.append(Line2D([], [], color="k", ls="--", lw=1.2, label="optimal estimator"))
-        fig.suptitle("Generalisation: test cost and bit errors beyond the training range (mean across seeds)")
-        _legend(fig, generalisation.loc[generalisation["task"].isin(page_tasks), "label"], colours, extras)
+        fig.suptitle("Generalisation: test cost and bit errors beyond the training range (mean across converged seeds)")
+        _legend(fig, on_page["label"], colours, extras)
         yield _page_name("generalisation", index), fig
 
 

@@ -190,20 +190,24 @@ def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str]) 
     return blocks + [Table(issues, wrap=90)]
 
 
-def summary_table(groups: pd.DataFrame, criteria: Criteria) -> pd.DataFrame:
+def summary_table(groups: pd.DataFrame) -> pd.DataFrame:
     """Per task and model, as shown on the page."""
     return pd.DataFrame(
         {
             "task": groups["task"],
             "model": groups["label"],
             "converged / runs": [f"{c} / {n}" for c, n in zip(groups["converged"], groups["runs"])],
+            "not confirmed": groups["not_confirmed"],
             "reached, not held": groups["reached_not_held"],
-            "sequences to converge, median [range]": _ranges(
-                groups, "seq_to_converge_median", "seq_to_converge_min", "seq_to_converge_max", ",.0f"
+            "never reached": groups["never_reached"],
+            "diverged or failed": groups["diverged"] + groups["failed"],
+            "sequences to converge (held from), median [range]": _ranges(
+                groups, "held_from_median", "held_from_min", "held_from_max", ",.0f"
             ),
-            f"loss outliers (>{criteria.outlier_factor:g}x median), runs": [
-                f"{o} ({r})" for o, r in zip(groups["outliers"], groups["runs_with_outliers"])
-            ],
+            "first reached, converged runs, median [range]": _ranges(
+                groups, "first_reached_median", "first_reached_min", "first_reached_max", ",.0f"
+            ),
+            "loss spikes (runs with any)": [f"{s} ({r})" for s, r in zip(groups["spikes"], groups["runs_with_spikes"])],
             **{
                 f"final val {title}, median [IQR]": _ranges(groups, *(f"final_{metric}_{q}" for q in ("median", "q1", "q3")))
                 for metric, title in (("cost_bits", "cost (bits)"), ("bit_errors", "bit errors"))
@@ -214,7 +218,13 @@ def summary_table(groups: pd.DataFrame, criteria: Criteria) -> pd.DataFrame:
 
 
 def comparison_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairwise model comparisons within a task, as shown on the page."""
+    """Pairwise model comparisons within a task, as shown on the page: the note in place
+    of the numbers where there is no comparison."""
+    noted = pairs["note"].astype(bool)
+
+    def shown(cells: list[str]) -> list[str]:
+        return ["" if note else cell for cell, note in zip(cells, noted)]
+
     return pd.DataFrame(
         {
             "task": pairs["task"],
@@ -224,9 +234,12 @@ def comparison_table(pairs: pd.DataFrame) -> pd.DataFrame:
                 f"{row.n_first} ({row.converged_first}) vs {row.n_second} ({row.converged_second})"
                 for row in pairs.itertuples(index=False)
             ],
-            "Mann-Whitney U": pairs["u"].map(lambda u: f"{u:g}"),
-            "p (method)": [f"{p:.3g} ({m})" for p, m in zip(pairs["p"], pairs["method"])],
-            "difference of medians [95% CI], sequences": _ranges(pairs, "median_difference", "ci_low", "ci_high", ",.0f"),
+            "Mann-Whitney U": [note or f"{u:g}" for u, note in zip(pairs["u"], pairs["note"])],
+            "p (method)": shown([f"{p:.3g} ({m})" for p, m in zip(pairs["p"], pairs["method"])]),
+            "Holm p": shown([f"{p:.3g}" for p in pairs["p_holm"]]),
+            "difference of medians [95% CI], sequences": shown(
+                _ranges(pairs, "median_difference", "ci_low", "ci_high", ",.0f")
+            ),
         }
     )
 
@@ -252,13 +265,11 @@ def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria, runs: 
     blocks: list[Text | Table] = [
         _heading("Per task and model", size=13),
         Text([
-            f"Converged: validation bit errors per sequence below {criteria.bit_errors:g} from a logged point to the end "
-            "of the run (diverged and failed runs count as not converged). Reached, not held: runs that went below "
-            "the criterion but not for good. Loss outliers: points after first reaching the criterion with cost above "
-            f"{criteria.outlier_factor:g}x that stretch's median (runs with any in brackets). Final metrics over the "
-            "n final runs that did not diverge or fail."
+            criteria.convergence_rule(),
+            criteria.spike_rule() + " Spikes summed over the runs, runs with any in brackets.",
+            "Final metrics over the n final runs that did not diverge or fail.",
         ]),
-        Table(summary_table(groups, criteria)),
+        Table(summary_table(groups)),
     ]
     parameters = parameter_table(runs) if runs is not None else pd.DataFrame()
     if not parameters.empty:
@@ -274,9 +285,10 @@ def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria, runs: 
         _heading("Comparisons of sequences to converge between models", size=13),
         Text([
             "Every run of each model (n), the converged ones in brackets; a run that did not converge counts as "
-            "never converging (ranked last). Two-sided Mann-Whitney U (exact over all splits of the runs, or normal "
-            "approximation); difference = first - second, with a seeded bootstrap 95% interval; ∞ (-∞): the "
-            "first's (second's) median run did not converge."
+            "never converging (ranked last); no comparison when neither model converged in any run. Two-sided "
+            "Mann-Whitney U (exact over all splits of the runs, or normal approximation); Holm p: Holm's step-down "
+            "adjustment over all comparisons in the report; difference = first - second, with a seeded bootstrap "
+            "95% interval; ∞ (-∞): the first's (second's) median run did not converge."
         ]),
         Table(comparison_table(pairs)),
     ]

@@ -46,6 +46,7 @@ def write_report(
     run_stats = stats.per_run(reading.runs, reading.metrics, criteria)
     groups = stats.per_group(run_stats)
     pairs = stats.comparisons(run_stats, seed=criteria.seed)
+    converged = set(run_stats.loc[run_stats["converged"], "run"])
     colours = figures.palette(sorted(reading.runs["label"].unique()))
     writer = ReportWriter(out_dir, name)
     try:
@@ -53,7 +54,7 @@ def write_report(
             writer.page(f"overview_{index + 1}", fig)
         for stem, fig in [
             *figures.convergence_figures(reading.metrics, criteria.bit_errors, colours),
-            *figures.generalisation_figures(reading.generalisation, reading.runs, criteria.bit_errors, colours),
+            *figures.generalisation_figures(reading.generalisation, reading.runs, criteria.bit_errors, colours, converged),
             *figures.optimum_figures(reading.metrics, colours),
             *figures.attention_figures(reading.runs),
         ]:
@@ -62,6 +63,13 @@ def write_report(
             writer.page(f"tables_{index + 1}", fig)
     finally:
         writer.close()
-    for stem, frame in (("runs", run_stats), ("summary", groups), ("comparisons", pairs), ("issues", reading.issues)):
+    tables = {
+        "runs": run_stats,
+        "summary": groups,
+        "comparisons": pairs,
+        "generalisation": stats.per_seed_generalisation(reading.generalisation, run_stats),
+        "issues": reading.issues,
+    }
+    for stem, frame in tables.items():
         frame.to_csv(writer.folder / f"{stem}.csv", index=False)
     return writer

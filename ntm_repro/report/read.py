@@ -3,6 +3,7 @@ level, and one row per folder skipped or read with a caveat, with its reason."""
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import io
 import json
@@ -23,6 +24,10 @@ LEVEL_COLUMNS = ("level", "cost_bits", "bit_errors")
 TRACE_ARRAYS = ("inputs", "targets", "mask", "outputs")  # an attention trace has at least these
 NOT_CONVERGED = ("diverged", "failed")  # statuses that count as not converged, whatever the metrics say
 IDENTITY = {"model": "model.name", "task": "task.name", "seed": "seed"}  # column -> config key
+# Override keys that change how a run is executed, resumed or logged, not what it learns:
+# runs differing only in these share a label (shell-style patterns: logger* is the logger
+# group and every logger.* key, seed_batch* and hydra* likewise).
+NOT_SCIENCE = ("threads", "resume", "train.compile", "train.checkpoint_every", "logger*", "seed_batch*", "hydra*")
 
 
 class NoRuns(Exception):
@@ -32,10 +37,10 @@ class NoRuns(Exception):
 @dataclass
 class Reading:
     """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
-    seed, variant, label, status, level_name, commit, started, attention traces, Hydra's
-    overrides and choices, config, command); ``metrics`` and ``generalisation`` carry run,
-    task, model, label and seed on every row; ``issues`` lists run, status, handling
-    (skipped / not converged / read) and reason."""
+    seed, variant, label, status, level_name, commit, started, budget: train.sequences or
+    NaN, attention traces, Hydra's overrides and choices, config, command); ``metrics`` and
+    ``generalisation`` carry run, task, model, label and seed on every row; ``issues`` lists
+    run, status, handling (skipped / not converged / read) and reason."""
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
@@ -107,6 +112,12 @@ def _lookup(tree: Any, dotted: str) -> Any:
             return None
         tree = tree[key]
     return tree
+
+
+def _budget(config: dict[str, Any] | None) -> float:
+    """The training budget in sequences (``train.sequences``), NaN if the config lacks it."""
+    value = _lookup(config, "train.sequences")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
 
 
 def _read_summary(run_dir: Path) -> tuple[dict[str, Any], str | None]:
@@ -212,6 +223,7 @@ def _read_run(
         "level_name": summary.get("level_name", "level"),
         "commit": (summary.get("versions") or {}).get("commit"),
         "num_parameters": summary.get("num_parameters"),
+        "budget": _budget(config),
         "started": datetime.fromtimestamp(config_file.stat().st_mtime) if config_file.exists() else pd.NaT,
         "attention": traces,
         "overrides": _overrides(run_dir),
@@ -234,10 +246,16 @@ def _resolved(run: pd.Series, key: str) -> str:
     return "default" if value is None or isinstance(value, dict) else str(value)  # a group without Hydra's record
 
 
+def _tells_apart(key: str) -> bool:
+    """Whether an override key can split runs into labels: not seed, model or task (columns
+    of their own) nor a setting in :data:`NOT_SCIENCE`."""
+    return key not in IDENTITY and not any(fnmatch.fnmatchcase(key, pattern) for pattern in NOT_SCIENCE)
+
+
 def add_variants(runs: pd.DataFrame) -> list[str]:
-    """Label each run by the override keys whose values differ between runs (seed, model and
-    task excepted: they are columns of their own); returns those keys."""
-    keys = sorted({key for overrides in runs["overrides"] for key in overrides} - set(IDENTITY))
+    """Label each run by the override keys that may tell runs apart (:func:`_tells_apart`)
+    and whose values differ between runs; returns those keys."""
+    keys = sorted({key for overrides in runs["overrides"] for key in overrides if _tells_apart(key)})
     values = {key: runs.apply(_resolved, axis=1, key=key) for key in keys}
     varying = [key for key in keys if values[key].nunique() > 1]
     runs["variant"] = [" ".join(f"{key}={values[key].iloc[i]}" for key in varying) for i in range(len(runs))]

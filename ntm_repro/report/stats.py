@@ -1,54 +1,85 @@
-"""Convergence, loss outliers, final metrics and between-model comparisons: pure functions
+"""Convergence, loss spikes, final metrics and between-model comparisons: pure functions
 on the frames of :mod:`ntm_repro.report.read`."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ntm_repro.report.read import NOT_CONVERGED
 
 MAX_EXACT_SPLITS = 200_000  # beyond this many splits, Mann-Whitney uses the normal approximation
 BOOTSTRAP_RESAMPLES = 10_000
+MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
+SPIKE_MADS = 5  # a spike exceeds the preceding median by more than this many (scaled) MADs
+OUTCOMES = ("converged", "not confirmed", "reached, not held", "never reached", *NOT_CONVERGED)
+NO_COMPARISON = "neither converged: no comparison"
 
 
 @dataclass(frozen=True)
 class Criteria:
-    """The convergence criterion, the outlier threshold and the bootstrap seed, all stated
-    on the report's first page."""
+    """The convergence criterion and window, the loss-spike threshold and the bootstrap
+    seed, all stated on the report's first page."""
 
     bit_errors: float = 0.1
-    outlier_factor: float = 10.0
+    window: float = 0.1  # fraction of the training budget at its end that must stay below
+    min_points: int = 5  # validation points judged at least
+    spike_bits: float = 1.0  # bits per sequence a spike exceeds the preceding median by, at least
+    spike_window: int = 50  # training points the median and MAD of a spike's baseline come from
     seed: int = 0
 
     def options(self) -> str:
-        return f"--criterion {self.bit_errors:g} --outlier-factor {self.outlier_factor:g} --seed {self.seed}"
+        return (
+            f"--criterion {self.bit_errors:g} --window {self.window:g} --min-points {self.min_points} "
+            f"--spike-bits {self.spike_bits:g} --spike-window {self.spike_window} --seed {self.seed}"
+        )
+
+    def convergence_rule(self) -> str:
+        return (
+            f"Converged: validation bit errors per sequence below {self.bit_errors:g} at every validation point "
+            f"of the last {self.window * 100:g}% of the run's training budget (train.sequences; the last sequences "
+            f"logged if its config lacks it), or at its last {self.min_points} validation points if that window "
+            "holds fewer. Not confirmed: below at the end but held only from a point inside that window, or the "
+            "run stopped before its window began. Reached, not held: below at some point but not at the end. "
+            "Never reached. Diverged and failed runs are never converged. First reached: sequences at the first "
+            "point below; held from (sequences to converge): at the first point from which every later point is "
+            "below."
+        )
+
+    def spike_rule(self) -> str:
+        return (
+            "Loss spikes, in every run: on the training log (a row every train.log_every sequences), a point whose "
+            f"cost exceeds the median of the {self.spike_window} training points before it by more than "
+            f"max({self.spike_bits:g} bit, {SPIKE_MADS} x {MAD_SCALE} x their median absolute deviation); "
+            f"consecutive such points are one spike (the first {self.spike_window} points cannot be one), so "
+            "counts compare across models in absolute terms."
+        )
 
     def describe(self) -> list[str]:
         return [
-            f"Converged: validation bit errors per sequence below {self.bit_errors:g} at a logged point and at every "
-            "later validation point to the end of the run. Diverged and failed runs count as not converged; runs "
-            "still running (or killed) are judged on the points logged so far. Sequences to converge: sequences "
-            "seen at the first such point (median and range over the converged runs).",
-            f"Loss outliers: once a run first reaches {self.bit_errors:g} bit errors per sequence (held or not), the "
-            f"later validation points whose cost exceeds {self.outlier_factor:g} x the median cost of the "
-            "validation points from then on.",
+            self.convergence_rule() + " Runs still running (or killed) are judged on the points logged so far. "
+            "Sequences to converge: median and range over the converged runs.",
+            self.spike_rule(),
             "Final validation metrics: the last validation point of each run that did not diverge or fail "
             "(median and interquartile range).",
             "Model comparison within a task: sequences to converge, every run of both models, a run that did not "
-            "converge counted as never converging (ranked last, tied with the other such runs). Two-sided "
+            "converge counted as never converging (ranked last, tied with the other such runs); no comparison "
+            "when neither model converged in any run. Two-sided "
             f"Mann-Whitney U, exact permutation p-value when there are at most {MAX_EXACT_SPLITS:,} ways to split "
-            "the runs, else the normal approximation with tie and continuity corrections; 95% percentile interval "
+            "the runs, else the normal approximation with tie and continuity corrections; Holm's step-down "
+            "adjustment of the p-values over all comparisons in the report; 95% percentile interval "
             f"of the difference of medians (first - second) from {BOOTSTRAP_RESAMPLES:,} bootstrap resamples "
             f"(seed {self.seed}), inf - inf counted as 0.",
         ]
 
 
-def converged_from(sequences: np.ndarray, bit_errors: np.ndarray, threshold: float) -> float:
+def held_from(sequences: np.ndarray, bit_errors: np.ndarray, threshold: float) -> float:
     """Sequences seen at the first validation point from which bit errors stay below
     ``threshold`` to the end (points in order); NaN if the last point is not below it."""
     below = np.asarray(bit_errors, dtype=float) < threshold
@@ -56,33 +87,75 @@ def converged_from(sequences: np.ndarray, bit_errors: np.ndarray, threshold: flo
     return float(np.asarray(sequences)[held.argmax()]) if held.any() else math.nan
 
 
-def first_below(sequences: np.ndarray, bit_errors: np.ndarray, threshold: float) -> float:
+def first_reached(sequences: np.ndarray, bit_errors: np.ndarray, threshold: float) -> float:
     """Sequences seen at the first validation point below ``threshold`` (NaN if none)."""
     below = np.asarray(bit_errors, dtype=float) < threshold
     return float(np.asarray(sequences)[below.argmax()]) if below.any() else math.nan
 
 
-def outlier_count(costs: np.ndarray, bit_errors: np.ndarray, threshold: float, factor: float) -> int:
-    """Validation points, from the first one below ``threshold`` bit errors on, whose cost
-    exceeds ``factor`` x the median cost of those points."""
-    below = np.asarray(bit_errors, dtype=float) < threshold
+def outcome(sequences: np.ndarray, bit_errors: np.ndarray, budget: float, criteria: Criteria) -> str:
+    """The windowed convergence rule (points in order): "converged" if every point with
+    sequences >= (1 - window) x budget (the last ``min_points`` points if fewer) is below
+    the criterion; "not confirmed" if below at the end but not over all of that, or if the
+    run stopped before its window began; "reached, not held" if below at some point but
+    not at the end; else "never reached". A NaN budget is the last point's sequences."""
+    seqs = np.asarray(sequences, dtype=float)
+    below = np.asarray(bit_errors, dtype=float) < criteria.bit_errors
     if not below.any():
-        return 0
-    after = np.asarray(costs, dtype=float)[below.argmax():]
-    return int((after > factor * np.nanmedian(after)).sum())
+        return "never reached"
+    if not below[-1]:
+        return "reached, not held"
+    start = (1 - criteria.window) * (seqs[-1] if math.isnan(budget) else budget)
+    if seqs[-1] < start:
+        return "not confirmed"
+    first = min(int(np.argmax(seqs >= start)), max(len(seqs) - criteria.min_points, 0))
+    return "converged" if below[first:].all() else "not confirmed"
+
+
+def spike_points(costs: np.ndarray, window: int, bits: float) -> np.ndarray:
+    """Whether each training point's cost exceeds the median of the ``window`` points
+    before it by more than max(``bits``, 5 x 1.4826 x their MAD); the first ``window``
+    points never do (NaN costs are never spike points and are left out of baselines)."""
+    costs = np.asarray(costs, dtype=float)
+    flags = np.zeros(len(costs), dtype=bool)
+    if len(costs) <= window:
+        return flags
+    before = sliding_window_view(costs, window)[:-1]  # row i: the window points before point window + i
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a baseline of NaN only: no spike
+        median = np.nanmedian(before, axis=1)
+        mad = np.nanmedian(np.abs(before - median[:, None]), axis=1)
+    flags[window:] = costs[window:] - median > np.maximum(bits, SPIKE_MADS * MAD_SCALE * mad)
+    return flags
+
+
+def spike_starts(sequences: np.ndarray, costs: np.ndarray, window: int, bits: float) -> tuple[int, ...]:
+    """Sequences at the start of each spike: each maximal run of consecutive spike points
+    (:func:`spike_points`) counted once."""
+    flags = spike_points(costs, window, bits)
+    starts = flags & ~np.concatenate([[False], flags[:-1]])
+    return tuple(int(s) for s in np.asarray(sequences)[starts])
+
+
+def _points(metrics: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
+    """Each run's rows of ``split``, in order of sequences."""
+    return dict(tuple(metrics[metrics["split"] == split].sort_values(["run", "sequences"]).groupby("run")))
 
 
 def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd.DataFrame:
-    """One row per run: converged, sequences to converge, first below the criterion,
-    outliers, final validation cost and bit errors, the last sequences logged."""
-    val = metrics[metrics["split"] == "val"].sort_values(["run", "sequences"])
-    by_run = dict(tuple(val.groupby("run")))
+    """One row per run: outcome (its status if diverged or failed), converged, sequences to
+    converge, first reached, held from, loss spikes, final validation cost and bit errors,
+    the last sequences logged."""
+    val, train, empty = _points(metrics, "val"), _points(metrics, "train"), metrics.iloc[:0]
     rows = []
     for run in runs.itertuples():
-        points = by_run.get(run.run, val.iloc[:0])
+        points = val.get(run.run, empty)
         seqs, errors, costs = (points[c].to_numpy(dtype=float) for c in ("sequences", "bit_errors", "cost_bits"))
         counted = run.status not in NOT_CONVERGED
-        at = converged_from(seqs, errors, criteria.bit_errors) if counted else math.nan
+        result = outcome(seqs, errors, float(run.budget), criteria) if counted else run.status
+        held = held_from(seqs, errors, criteria.bit_errors)
+        log = train.get(run.run, empty)
+        spikes = spike_starts(log["sequences"], log["cost_bits"], criteria.spike_window, criteria.spike_bits)
         rows.append(
             {
                 "task": run.task,
@@ -92,10 +165,13 @@ def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd
                 "seed": run.seed,
                 "run": run.run,
                 "status": run.status,
-                "converged": not math.isnan(at),
-                "sequences_to_converge": at,
-                "first_below": first_below(seqs, errors, criteria.bit_errors),
-                "outliers": outlier_count(costs, errors, criteria.bit_errors, criteria.outlier_factor),
+                "outcome": result,
+                "converged": result == "converged",
+                "sequences_to_converge": held if result == "converged" else math.nan,
+                "first_reached": first_reached(seqs, errors, criteria.bit_errors),
+                "held_from": held,
+                "spikes": len(spikes),
+                "spike_sequences": spikes,
                 "final_cost_bits": costs[-1] if counted and len(costs) else math.nan,
                 "final_bit_errors": errors[-1] if counted and len(errors) else math.nan,
                 "last_sequences": seqs[-1] if len(seqs) else math.nan,
@@ -104,29 +180,43 @@ def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd
     return pd.DataFrame(rows)
 
 
+def per_seed_generalisation(generalisation: pd.DataFrame, run_stats: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and test level: task, model (label), seed, the run's outcome, level,
+    cost and bit errors."""
+    outcomes = run_stats[["run", "outcome"]]
+    table = generalisation.drop(columns="model").rename(columns={"label": "model"}).merge(outcomes, on="run")
+    return table[["task", "model", "seed", "outcome", "level", "cost_bits", "bit_errors"]]
+
+
+def outcome_column(name: str) -> str:
+    """An outcome as a column name: "reached, not held" -> "reached_not_held"."""
+    return name.replace(",", "").replace(" ", "_")
+
+
 def _quartiles(values: pd.Series) -> tuple[float, float, float]:
     finite = values.dropna()
     return tuple(finite.quantile([0.5, 0.25, 0.75])) if len(finite) else (math.nan,) * 3
 
 
+def _spread(values: pd.Series) -> tuple[float, float, float]:
+    """Median, min and max (NaN if empty)."""
+    return (values.median(), values.min(), values.max()) if len(values) else (math.nan,) * 3
+
+
 def per_group(run_stats: pd.DataFrame) -> pd.DataFrame:
-    """One row per task and model (label): runs, converged, sequences to converge (median,
-    min, max over converged runs), outliers, final metrics (median and quartiles)."""
+    """One row per task and model (label): runs, runs of each outcome, held from (sequences
+    to converge) and first reached over the converged runs (median, min, max), loss spikes
+    and runs with any, final metrics (median and quartiles)."""
     rows = []
     for (task, label), group in run_stats.groupby(["task", "label"], sort=False):
-        converged = group.loc[group["converged"], "sequences_to_converge"]
-        reached = group["first_below"].notna() & ~group["converged"]
-        row = {
-            "task": task,
-            "label": label,
-            "runs": len(group),
-            "converged": int(group["converged"].sum()),
-            "reached_not_held": int(reached.sum()),
-            "seq_to_converge_median": converged.median() if len(converged) else math.nan,
-            "seq_to_converge_min": converged.min() if len(converged) else math.nan,
-            "seq_to_converge_max": converged.max() if len(converged) else math.nan,
-            "outliers": int(group["outliers"].sum()),
-            "runs_with_outliers": int((group["outliers"] > 0).sum()),
+        converged = group[group["converged"]]
+        row = {"task": task, "label": label, "runs": len(group)}
+        row |= {outcome_column(name): int((group["outcome"] == name).sum()) for name in OUTCOMES}
+        for column in ("held_from", "first_reached"):
+            row |= dict(zip((f"{column}_{s}" for s in ("median", "min", "max")), _spread(converged[column])))
+        row |= {
+            "spikes": int(group["spikes"].sum()),
+            "runs_with_spikes": int((group["spikes"] > 0).sum()),
             "final_runs": int(group["final_cost_bits"].notna().sum()),
         }
         for metric in ("cost_bits", "bit_errors"):
@@ -186,9 +276,35 @@ def bootstrap_median_difference(
     return float(_difference(np.median(x), np.median(y))), float(low), float(high)
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment over the p-values that are not NaN (the family): the
+    i-th smallest of m becomes max over j <= i of min(1, (m - j + 1) x p_(j)); NaN stays."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    scaled = (len(order) - np.arange(len(order))) * p[order]
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
+def compare(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+    """Sequences to converge of two models (inf: did not converge): Mann-Whitney U, p and
+    method, difference of medians and its bootstrap interval; all NaN, with a note, when
+    neither model converged in any run."""
+    if not (np.isfinite(x).any() or np.isfinite(y).any()):
+        return dict.fromkeys(("u", "p", "median_difference", "ci_low", "ci_high"), math.nan) | {
+            "method": "", "note": NO_COMPARISON,
+        }
+    u, p, method = mann_whitney(x, y)
+    difference, low, high = bootstrap_median_difference(x, y, seed=seed)
+    return {"u": u, "p": p, "method": method, "median_difference": difference, "ci_low": low, "ci_high": high,
+            "note": ""}
+
+
 def comparisons(run_stats: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Every pair of models (labels) within a task: sequences to converge compared by
-    Mann-Whitney U and a bootstrap interval of the difference of medians."""
+    :func:`compare`, with Holm-adjusted p-values over every comparison returned."""
     rows = []
     for task, runs in run_stats.groupby("task", sort=False):
         times = {
@@ -197,8 +313,6 @@ def comparisons(run_stats: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         }
         for first, second in combinations(times, 2):
             x, y = times[first], times[second]
-            u, p, method = mann_whitney(x, y)
-            difference, low, high = bootstrap_median_difference(x, y, seed=seed)
             rows.append(
                 {
                     "task": task,
@@ -208,12 +322,10 @@ def comparisons(run_stats: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                     "n_second": len(y),
                     "converged_first": int(np.isfinite(x).sum()),
                     "converged_second": int(np.isfinite(y).sum()),
-                    "u": u,
-                    "p": p,
-                    "method": method,
-                    "median_difference": difference,
-                    "ci_low": low,
-                    "ci_high": high,
+                    **compare(x, y, seed=seed),
                 }
             )
-    return pd.DataFrame(rows)
+    pairs = pd.DataFrame(rows)
+    if rows:
+        pairs.insert(pairs.columns.get_loc("p") + 1, "p_holm", holm(pairs["p"]))
+    return pairs
