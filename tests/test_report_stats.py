@@ -163,3 +163,25 @@ def test_no_comparison_when_neither_group_converged():
     assert never["note"] == NO_COMPARISON == "neither converged: no comparison"
     # the family is the one comparison with a p-value: complete separation of 3 vs 3, p = 2 / 20
     assert (tested["note"], tested["p"], tested["p_holm"]) == ("", pytest.approx(0.1), pytest.approx(0.1))
+
+
+def test_structured_memory_reports_the_last_mixing_coefficients_and_memory_magnitude(tmp_path):
+    """NTM1 runs x, y log mix_Mh_a/b every training row; the table takes each run's last
+    row (x: a = 0.6, y: a = 0.8 -> median 0.7 [0.6, 0.8]) and the memory of the trace."""
+    from ntm_repro.report.read import trace_memory_max
+    from ntm_repro.report.stats import structured_memory
+
+    for run, value in (("x", -3.0), ("y", 5.0)):
+        np.savez(tmp_path / f"{run}.npz", memory=np.array([[0.5, value], [1.0, 2.0]]))
+    runs = pd.DataFrame({"run": ["x", "y", "z"], "memory_max": [trace_memory_max((str(tmp_path / f"{r}.npz"),)) for r in "xy"] + [math.nan]})
+    assert runs["memory_max"].tolist()[:2] == [3.0, 5.0]
+    assert math.isnan(trace_memory_max(()))
+    rows = [("x", 25, 0.5, 0.5), ("x", 50, 0.6, 0.4), ("y", 25, 0.9, 0.1), ("y", 50, 0.8, 0.2)]
+    metrics = pd.DataFrame(rows, columns=["run", "sequences", "mix_Mh_a", "mix_Mh_b"]).assign(split="train")
+    metrics = pd.concat([metrics, pd.DataFrame({"run": ["x", "z"], "sequences": [50, 50], "split": "val"})])
+    run_stats = pd.DataFrame({"run": ["x", "y", "z"], "task": "copy", "label": ["ntm1", "ntm1", "ntm"], "converged": [True, False, True]})
+    (row,) = structured_memory(runs, metrics, run_stats).to_dict("records")
+    assert (row["label"], row["runs"], row["converged"]) == ("ntm1", 2, 1)  # z logs no mixing: not in the table
+    assert (row["mix_Mh_a_median"], row["mix_Mh_a_min"], row["mix_Mh_a_max"]) == pytest.approx((0.7, 0.6, 0.8))
+    assert (row["mix_Mh_b_median"], row["memory_max_median"], row["memory_max_max"]) == pytest.approx((0.3, 4.0, 5.0))
+    assert structured_memory(runs, metrics.drop(columns=["mix_Mh_a", "mix_Mh_b"]), run_stats).empty

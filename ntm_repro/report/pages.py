@@ -244,6 +244,20 @@ def comparison_table(pairs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def memory_table(memory: pd.DataFrame) -> pd.DataFrame:
+    """Structured memories: mixing coefficients and memory magnitude at the end, as shown."""
+    columns = [c[: -len("_median")] for c in memory.columns if c.endswith("_median")]
+    titles = {c: ("largest |M|, end of traced episode" if c == "memory_max" else f"{c[4:]} at the end") for c in columns}
+    return pd.DataFrame(
+        {
+            "task": memory["task"],
+            "model": memory["label"],
+            "converged / runs": [f"{c} / {n}" for c, n in zip(memory["converged"], memory["runs"])],
+            **{f"{titles[c]}, median [range]": _ranges(memory, f"{c}_median", f"{c}_min", f"{c}_max") for c in columns},
+        }
+    )
+
+
 def parameter_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per task and model run from a paper preset (its config records ``paper.parameters``):
     our parameter count beside the paper's (empty if no run came from a preset)."""
@@ -259,9 +273,13 @@ def parameter_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria, runs: pd.DataFrame | None = None) -> list[Text | Table]:
+def tables(
+    groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria, runs: pd.DataFrame | None = None,
+    memory: pd.DataFrame | None = None,
+) -> list[Text | Table]:
     """The summary tables' blocks (the comparisons only if some task has two models, the
-    parameter counts only if some runs came from a paper preset)."""
+    parameter counts only if some runs came from a paper preset, the structured memories
+    only if some runs mix memory blocks)."""
     blocks: list[Text | Table] = [
         _heading("Per task and model", size=13),
         Text([
@@ -271,6 +289,15 @@ def tables(groups: pd.DataFrame, pairs: pd.DataFrame, criteria: Criteria, runs: 
         ]),
         Table(summary_table(groups)),
     ]
+    if memory is not None and not memory.empty:
+        blocks += [
+            _heading("Structured memory: mixing and memory magnitude", size=13),
+            Text(["Mixing block <- a * block + b * source (model.topology.mixing: convex a = sigmoid(theta), "
+                  "b = 1 - a; free: a, b unconstrained), a and b from the last training row; largest |M|: the "
+                  "largest absolute memory value after the last step of the episode traced at the end of training "
+                  "(the first test level)."]),
+            Table(memory_table(memory)),
+        ]
     parameters = parameter_table(runs) if runs is not None else pd.DataFrame()
     if not parameters.empty:
         blocks += [

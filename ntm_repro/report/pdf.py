@@ -47,6 +47,7 @@ def write_report(
     groups = stats.per_group(run_stats)
     pairs = stats.comparisons(run_stats, seed=criteria.seed)
     converged = set(run_stats.loc[run_stats["converged"], "run"])
+    memory = stats.structured_memory(reading.runs, reading.metrics, run_stats)
     colours = figures.palette(sorted(reading.runs["label"].unique()))
     writer = ReportWriter(out_dir, name)
     try:
@@ -59,7 +60,7 @@ def write_report(
             *figures.attention_figures(reading.runs),
         ]:
             writer.page(stem, fig)
-        for index, fig in enumerate(pages.flow(pages.tables(groups, pairs, criteria, reading.runs))):
+        for index, fig in enumerate(pages.flow(pages.tables(groups, pairs, criteria, reading.runs, memory))):
             writer.page(f"tables_{index + 1}", fig)
     finally:
         writer.close()
@@ -68,6 +69,7 @@ def write_report(
         "summary": groups,
         "comparisons": pairs,
         "generalisation": stats.per_seed_generalisation(reading.generalisation, run_stats),
+        "memory": memory,
         "issues": reading.issues,
     }
     for stem, frame in tables.items():

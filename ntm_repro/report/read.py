@@ -7,6 +7,7 @@ import fnmatch
 import functools
 import io
 import json
+import math
 import os
 import shlex
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class NoRuns(Exception):
 class Reading:
     """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
     seed, variant, label, status, level_name, commit, started, budget: train.sequences or
-    NaN, attention traces, Hydra's overrides and choices, config, command); ``metrics`` and
+    NaN, attention traces, memory_max: the largest |M| at the end of the first trace, Hydra's overrides and choices, config, command); ``metrics`` and
     ``generalisation`` carry run, task, model, label and seed on every row; ``issues`` lists
     run, status, handling (skipped / not converged / read) and reason."""
 
@@ -171,6 +172,15 @@ def _traces(run_dir: Path) -> tuple[tuple[str, ...], list[str]]:
     return tuple(traces), notes
 
 
+def trace_memory_max(traces: tuple[str, ...]) -> float:
+    """The largest |M| after the last step of a run's first attention trace (its ``memory``
+    array; NaN without a trace or without memory, e.g. the LSTM baseline)."""
+    if not traces:
+        return math.nan
+    with np.load(traces[0]) as npz:
+        return float(np.abs(npz["memory"]).max()) if "memory" in npz.files else math.nan
+
+
 def _read_run(
     run_dir: Path, name: str
 ) -> tuple[dict[str, Any] | None, pd.DataFrame, pd.DataFrame, dict[str, Any] | None]:
@@ -226,6 +236,7 @@ def _read_run(
         "budget": _budget(config),
         "started": datetime.fromtimestamp(config_file.stat().st_mtime) if config_file.exists() else pd.NaT,
         "attention": traces,
+        "memory_max": trace_memory_max(traces),
         "overrides": _overrides(run_dir),
         "choices": _lookup(_load_yaml(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {},
         "config": config or {},

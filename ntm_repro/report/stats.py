@@ -188,6 +188,30 @@ def per_seed_generalisation(generalisation: pd.DataFrame, run_stats: pd.DataFram
     return table[["task", "model", "seed", "outcome", "level", "cost_bits", "bit_errors"]]
 
 
+MIX_PREFIX = "mix_"  # training-log columns mix_<block>_a, mix_<block>_b of a structured memory
+
+
+def structured_memory(runs: pd.DataFrame, metrics: pd.DataFrame, run_stats: pd.DataFrame) -> pd.DataFrame:
+    """Per task and model whose runs log mixing coefficients (NTM1-3): runs, converged,
+    each coefficient at the end of training (median [min, max] over runs) and the largest
+    |M| at the end of the traced episode (median [min, max])."""
+    mixing = [c for c in metrics.columns if c.startswith(MIX_PREFIX)]
+    if not mixing:
+        return pd.DataFrame()
+    train = metrics[(metrics["split"] == "train")].dropna(subset=mixing, how="all")
+    final = train.sort_values("sequences").groupby("run")[mixing].last()
+    table = run_stats[["task", "label", "run", "converged"]].merge(runs[["run", "memory_max"]], on="run")
+    table = table.merge(final, left_on="run", right_index=True)
+    rows = []
+    for (task, label), group in table.groupby(["task", "label"], sort=False):
+        row = {"task": task, "label": label, "runs": len(group), "converged": int(group["converged"].sum())}
+        for column in [*mixing, "memory_max"]:
+            if group[column].notna().any():
+                row |= dict(zip((f"{column}_{s}" for s in ("median", "min", "max")), _spread(group[column].dropna())))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def outcome_column(name: str) -> str:
     """An outcome as a column name: "reached, not held" -> "reached_not_held"."""
     return name.replace(",", "").replace(" ", "_")
