@@ -1,0 +1,536 @@
+"""The fused engine's loops: a whole sequence of the NTM time step (module docstring of
+:mod:`ntm_repro.models.ntm`, steps 1-5), forward and back-propagation through time, for a
+population of K networks, compiled with numba. No Python and no autograd per time step.
+
+Every network k and batch element b is its own recurrence; weights are per network. The
+arrays (leading dimensions K, B, T) hold what the backward pass needs; weight gradients of
+the controller and the head projections are left to one matrix product each over all time
+steps (``dgates``, ``dparams`` returned per step), done by the caller with BLAS.
+
+Conventions (canonical layout of :class:`ntm_repro.models.ntm.NTM`): heads are numbered
+write heads first, then read heads; head h's addressing parameters start at ``h * A``,
+``A = W + S + 3``: key (W), strength, gate, shift logits (S), sharpening; write head h's
+erase logits and add vector start at ``HH * A + h * 2W``. Memory is (NB, N, W), NB blocks.
+Controller: ``kind`` 0 LSTM (gates i, f, g, o as torch), 1 feedforward; ``act`` of the
+feedforward layers 0 sigmoid, 1 tanh, 2 relu. Mixing ``block <- a block + b source`` for
+``(mix_target[m], mix_source[m])`` in the order given (sources final first).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+COSINE_EPS = 1e-8  # as ntm_repro.memory.addressing
+SHARPEN_EPS = 1e-12
+SOFTPLUS_THRESHOLD = 20.0  # torch.nn.functional.softplus: x itself above this
+
+_jit = numba.njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+
+
+@_jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@_jit
+def _softplus(x):
+    return x if x > SOFTPLUS_THRESHOLD else math.log1p(math.exp(x))
+
+
+@_jit
+def _softplus_grad(x):
+    return 1.0 if x > SOFTPLUS_THRESHOLD else _sigmoid(x)
+
+
+@_jit
+def _softmax(z, out):
+    top = z.max()
+    total = 0.0
+    for i in range(z.shape[0]):
+        out[i] = math.exp(z[i] - top)
+        total += out[i]
+    for i in range(z.shape[0]):
+        out[i] /= total
+
+
+@_jit
+def _softmax_back(y, dy, dz):
+    """dz = y * (dy - sum(y * dy)), the softmax's vector-Jacobian product."""
+    inner = 0.0
+    for i in range(y.shape[0]):
+        inner += y[i] * dy[i]
+    for i in range(y.shape[0]):
+        dz[i] = y[i] * (dy[i] - inner)
+
+
+@_jit
+def _matvec_add(w, x, out):
+    """out += w @ x for w (R, C)."""
+    for r in range(w.shape[0]):
+        acc = 0.0
+        for c in range(w.shape[1]):
+            acc += w[r, c] * x[c]
+        out[r] += acc
+
+
+@_jit
+def _matvec_t_add(w, dy, out):
+    """out += w.T @ dy for w (R, C)."""
+    for r in range(w.shape[0]):
+        g = dy[r]
+        if g != 0.0:
+            for c in range(w.shape[1]):
+                out[c] += w[r, c] * g
+
+
+@_jit
+def _address(mem, norms, key, beta_raw, gate_raw, shift_raw, gamma_raw, prev, shifts, sim, wc, wg, ws, w, scratch):
+    """Graves et al. eqs. 5-9 for one head on one block ``mem`` (N, W) with row norms
+    ``norms``: fills sim, wc (content), wg (interpolated), ws (shifted), w (sharpened)."""
+    n, width = mem.shape
+    nk = 0.0
+    for j in range(width):
+        nk += key[j] * key[j]
+    nk = math.sqrt(nk)
+    beta = _softplus(beta_raw)
+    for i in range(n):
+        dot = 0.0
+        for j in range(width):
+            dot += key[j] * mem[i, j]
+        sim[i] = dot / max(nk * norms[i], COSINE_EPS)
+        scratch[i] = beta * sim[i]
+    _softmax(scratch, wc)
+    gate = _sigmoid(gate_raw)
+    for i in range(n):
+        wg[i] = prev[i] + gate * (wc[i] - prev[i])
+    s = np.empty(shifts.shape[0])
+    _softmax(shift_raw, s)
+    for i in range(n):
+        acc = 0.0
+        for j in range(shifts.shape[0]):
+            acc += s[j] * wg[(i - shifts[j]) % n]
+        ws[i] = acc
+    gamma = 1.0 + _softplus(gamma_raw)
+    for i in range(n):
+        scratch[i] = gamma * math.log(ws[i] + SHARPEN_EPS)
+    _softmax(scratch, w)
+
+
+@_jit
+def _address_back(mem, norms, key, beta_raw, gate_raw, shift_raw, gamma_raw, prev, shifts,
+                  sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2):
+    """Vector-Jacobian product of :func:`_address`: from dw (N) into dmem (N, W; row norms
+    included), the raw parameters (dkey_etc: key W, beta, gate, shift S, gamma; written)
+    and dprev (N; added)."""
+    n, width = mem.shape
+    ns = shifts.shape[0]
+    gamma = 1.0 + _softplus(gamma_raw)
+    # sharpening: w = softmax(u), u = gamma log(ws + eps)
+    _softmax_back(w, dw, scratch)  # du
+    dgamma = 0.0
+    for i in range(n):
+        dgamma += scratch[i] * math.log(ws[i] + SHARPEN_EPS)
+        scratch[i] = scratch[i] * gamma / (ws[i] + SHARPEN_EPS)  # dws
+    # circular shift: ws_i = sum_j s_j wg[(i - shift_j) mod N]
+    s = np.empty(ns)
+    _softmax(shift_raw, s)
+    ds = np.zeros(ns)
+    for i in range(n):
+        scratch2[i] = 0.0
+    for i in range(n):
+        g = scratch[i]
+        for j in range(ns):
+            src = (i - shifts[j]) % n
+            ds[j] += g * wg[src]
+            scratch2[src] += s[j] * g  # dwg
+    # interpolation: wg = prev + gate (wc - prev)
+    gate = _sigmoid(gate_raw)
+    dgate = 0.0
+    for i in range(n):
+        dgate += scratch2[i] * (wc[i] - prev[i])
+        dprev[i] += (1.0 - gate) * scratch2[i]
+        scratch2[i] = gate * scratch2[i]  # dwc
+    # content: wc = softmax(beta sim)
+    beta = _softplus(beta_raw)
+    _softmax_back(wc, scratch2, scratch)  # dz
+    dbeta = 0.0
+    for i in range(n):
+        dbeta += scratch[i] * sim[i]
+    # cosine: sim_i = dot_i / max(|k| |M_i|, eps)
+    nk = 0.0
+    for j in range(width):
+        nk += key[j] * key[j]
+    nk = math.sqrt(nk)
+    dnk = 0.0
+    for j in range(width):
+        dkey_etc[j] = 0.0
+    for i in range(n):
+        dsim = beta * scratch[i]
+        product = nk * norms[i]
+        den = max(product, COSINE_EPS)
+        ddot = dsim / den
+        for j in range(width):
+            dkey_etc[j] += ddot * mem[i, j]
+            dmem[i, j] += ddot * key[j]
+        if product >= COSINE_EPS:
+            dden = -dsim * sim[i] / den
+            dnk += dden * norms[i]
+            if norms[i] > 0.0:
+                scale = dden * nk / norms[i]
+                for j in range(width):
+                    dmem[i, j] += scale * mem[i, j]
+    if nk > 0.0:
+        for j in range(width):
+            dkey_etc[j] += dnk * key[j] / nk
+    dkey_etc[width] = dbeta * _softplus_grad(beta_raw)
+    dkey_etc[width + 1] = dgate * gate * (1.0 - gate)
+    dshift = np.empty(ns)
+    _softmax_back(s, ds, dshift)
+    for j in range(ns):
+        dkey_etc[width + 2 + j] = dshift[j]
+    dkey_etc[width + 2 + ns] = dgamma * _softplus_grad(gamma_raw)
+
+
+@_jit
+def _erase_add(p, start, width, n_write, out):
+    """Each write head's erase vector sigmoid(logits) and add vector: out (Hw, 2W)."""
+    for h in range(n_write):
+        o = start + h * 2 * width
+        for j in range(width):
+            out[h, j] = _sigmoid(p[o + j])
+            out[h, width + j] = p[o + width + j]
+
+
+@_jit
+def _row_norms(mem, norms):
+    for i in range(mem.shape[0]):
+        acc = 0.0
+        for j in range(mem.shape[1]):
+            acc += mem[i, j] * mem[i, j]
+        norms[i] = math.sqrt(acc)
+
+
+@_jit
+def forward(
+    x, kind, act, skip,
+    w_in, w_hh, bias, proj, proj_bias, feeds,
+    mix_ab, mix_target, mix_source, head_block, n_write, shifts,
+    mem0, reads0, weights0, state0,
+    # saved for backward (filled)
+    ctrl_in, gates, cells, hidden, params, sims, wcs, wgs, wss, ws, memory, memory_written, norms, reads,
+):
+    """Run every network k and batch element b over T steps.
+
+    x (K, B, T, I). Controller, per layer l: w_in (K, L, G, Cmax) (only the first in_l
+    columns used), w_hh (K, L, G, H) (LSTM), bias (K, L, G) (both LSTM biases summed),
+    G = 4H (LSTM) or H (feedforward). Heads: proj (K, L, P, H) in canonical layout (zero
+    rows for heads a layer does not feed), proj_bias (K, P), feeds (L,) whether layer l
+    feeds heads. mix_ab (K, M, 2). Initial state: mem0 (K, NB, N, W), reads0 (K, R),
+    weights0 (K, HH, N), state0 (K, L, 2, H) (h, c).
+
+    Saved (filled): ctrl_in (K, B, T, I + R); gates (K, B, T, L, G) activated (i, f, g, o:
+    sigmoid, sigmoid, tanh, sigmoid; feedforward: the layer output); cells and hidden
+    (K, B, T + 1, L, H), index 0 the initial state; params (K, B, T, P) raw; sims, wcs,
+    wgs, wss, ws (K, B, T + 1, HH, N) (index 0: ws holds the initial weightings);
+    memory (K, B, T + 1, NB, N, W) after each step (index 0: the initial memory),
+    memory_written (K, B, T, NB, N, W) after the writes, before mixing; norms
+    (K, B, T + 1, NB, N); reads (K, B, T + 1, R)."""
+    n_k, n_b, n_t, n_in = x.shape
+    n_layers = w_in.shape[1]
+    hsize = hidden.shape[-1]
+    heads = head_block.shape[0]
+    n_read = heads - n_write
+    n_blocks, n_loc, width = mem0.shape[1], mem0.shape[2], mem0.shape[3]
+    n_shift = shifts.shape[0]
+    a_width = width + n_shift + 3
+    erase_start = heads * a_width
+    c0 = n_in + n_read * width
+    scratch = np.empty(n_loc)
+    erase = np.empty((n_write, 2 * width))
+    for k in range(n_k):
+        for b in range(n_b):
+            memory[k, b, 0] = mem0[k]
+            for blk in range(n_blocks):
+                _row_norms(memory[k, b, 0, blk], norms[k, b, 0, blk])
+            reads[k, b, 0] = reads0[k]
+            ws[k, b, 0] = weights0[k]
+            for l in range(n_layers):
+                hidden[k, b, 0, l] = state0[k, l, 0]
+                cells[k, b, 0, l] = state0[k, l, 1]
+            for t in range(n_t):
+                # 1. controller input [x_t, r_{t-1}] and layers
+                inp = ctrl_in[k, b, t]
+                inp[:n_in] = x[k, b, t]
+                inp[n_in:] = reads[k, b, t]
+                for l in range(n_layers):
+                    g = gates[k, b, t, l]
+                    g[:] = bias[k, l]
+                    if l == 0:
+                        _matvec_add(w_in[k, 0, :, :c0], inp, g)
+                    else:
+                        below = hidden[k, b, t + 1, l - 1]
+                        if skip:
+                            _matvec_add(w_in[k, l, :, :c0], inp, g)
+                            _matvec_add(w_in[k, l, :, c0 : c0 + hsize], below, g)
+                        else:
+                            _matvec_add(w_in[k, l, :, :hsize], below, g)
+                    h_new = hidden[k, b, t + 1, l]
+                    if kind == 0:
+                        _matvec_add(w_hh[k, l], hidden[k, b, t, l], g)
+                        c_old, c_new = cells[k, b, t, l], cells[k, b, t + 1, l]
+                        for j in range(hsize):
+                            gi = _sigmoid(g[j])
+                            gf = _sigmoid(g[hsize + j])
+                            gg = math.tanh(g[2 * hsize + j])
+                            go = _sigmoid(g[3 * hsize + j])
+                            g[j], g[hsize + j], g[2 * hsize + j], g[3 * hsize + j] = gi, gf, gg, go
+                            c_new[j] = gf * c_old[j] + gi * gg
+                            h_new[j] = go * math.tanh(c_new[j])
+                    else:
+                        for j in range(hsize):
+                            v = g[j]
+                            if act == 0:
+                                v = _sigmoid(v)
+                            elif act == 1:
+                                v = math.tanh(v)
+                            else:
+                                v = max(v, 0.0)
+                            g[j] = v
+                            h_new[j] = v
+                # 2. head parameters
+                p = params[k, b, t]
+                p[:] = proj_bias[k]
+                for l in range(n_layers):
+                    if feeds[l]:
+                        _matvec_add(proj[k, l], hidden[k, b, t + 1, l], p)
+                # 3. write heads address M_{t-1}, then erase and add
+                m_old = memory[k, b, t]
+                for h in range(n_write):
+                    o = h * a_width
+                    blk = head_block[h]
+                    _address(m_old[blk], norms[k, b, t, blk], p[o : o + width], p[o + width], p[o + width + 1],
+                             p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                             shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
+                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch)
+                m_w = memory_written[k, b, t]
+                _erase_add(p, erase_start, width, n_write, erase)
+                for blk in range(n_blocks):
+                    for i in range(n_loc):
+                        for j in range(width):
+                            keep = 1.0
+                            added = 0.0
+                            for h in range(n_write):
+                                if head_block[h] == blk:
+                                    wi = ws[k, b, t + 1, h, i]
+                                    keep *= 1.0 - wi * erase[h, j]
+                                    added += wi * erase[h, width + j]
+                            m_w[blk, i, j] = m_old[blk, i, j] * keep + added
+                # 4. mixing
+                m_new = memory[k, b, t + 1]
+                m_new[:] = m_w
+                for m in range(mix_target.shape[0]):
+                    tgt, src = mix_target[m], mix_source[m]
+                    a, bb = mix_ab[k, m, 0], mix_ab[k, m, 1]
+                    for i in range(n_loc):
+                        for j in range(width):
+                            m_new[tgt, i, j] = a * m_new[tgt, i, j] + bb * m_new[src, i, j]
+                for blk in range(n_blocks):
+                    _row_norms(m_new[blk], norms[k, b, t + 1, blk])
+                # 5. read heads address M_t and read
+                r = reads[k, b, t + 1]
+                for hr in range(n_read):
+                    h = n_write + hr
+                    o = h * a_width
+                    blk = head_block[h]
+                    _address(m_new[blk], norms[k, b, t + 1, blk], p[o : o + width], p[o + width], p[o + width + 1],
+                             p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                             shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
+                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch)
+                    for j in range(width):
+                        acc = 0.0
+                        for i in range(n_loc):
+                            acc += ws[k, b, t + 1, h, i] * m_new[blk, i, j]
+                        r[hr * width + j] = acc
+
+
+@_jit
+def backward(
+    kind, act, skip,
+    w_in, w_hh, proj, feeds,
+    mix_ab, mix_target, mix_source, head_block, n_write, shifts,
+    ctrl_in, gates, cells, hidden, params, sims, wcs, wgs, wss, ws, memory, memory_written, norms,
+    dtops, dreads,
+    # filled
+    dgates, dparams, dmix_ab, dmem0, dreads0, dweights0, dstate0,
+):
+    """Back-propagation through time of :func:`forward`, given the gradients of the top
+    layer's outputs dtops (K, B, T, H) and of the reads dreads (K, B, T, R). Fills, per
+    step, dgates (K, B, T, L, G): the gradient of each layer's pre-activations, and
+    dparams (K, B, T, P): of the raw head parameters (the caller turns both into weight
+    gradients with one product over all steps); and, summed over the batch, the gradients
+    of the mixing coefficients dmix_ab (K, M, 2); per batch element, of the initial state:
+    dmem0 (K, B, NB, N, W), dreads0 (K, B, R), dweights0 (K, B, HH, N), dstate0
+    (K, B, L, 2, H)."""
+    n_k, n_b, n_t, c0 = ctrl_in.shape
+    n_layers = w_in.shape[1]
+    hsize = hidden.shape[-1]
+    heads = head_block.shape[0]
+    n_read = heads - n_write
+    n_blocks, n_loc, width = memory.shape[3], memory.shape[4], memory.shape[5]
+    n_shift = shifts.shape[0]
+    a_width = width + n_shift + 3
+    erase_start = heads * a_width
+    n_in = c0 - n_read * width
+    scratch = np.empty(n_loc)
+    scratch2 = np.empty(n_loc)
+    dmem = np.empty((n_blocks, n_loc, width))
+    dmem_w = np.empty((n_blocks, n_loc, width))
+    dw_next = np.empty((heads, n_loc))  # gradient of each head's weighting of step t (from t and t + 1)
+    dw_prev = np.empty((heads, n_loc))
+    dr = np.empty(n_read * width)
+    dh = np.empty((n_layers, hsize))  # recurrent gradient into h_{l,t} from step t + 1
+    dc = np.empty((n_layers, hsize))
+    dh_layer = np.empty(hsize)
+    dbelow = np.empty(hsize)  # gradient into h_{l-1} from layer l's input
+    dctrl = np.empty(c0)  # gradient of the controller input [x_t, r_{t-1}]
+    dhead = np.empty(a_width)
+    erase = np.empty((n_write, 2 * width))
+    for k in range(n_k):
+        for b in range(n_b):
+            dmem[:] = 0.0
+            dw_next[:] = 0.0
+            dr[:] = 0.0
+            dh[:] = 0.0
+            dc[:] = 0.0
+            for t in range(n_t - 1, -1, -1):
+                p = params[k, b, t]
+                dp = dparams[k, b, t]
+                dp[:] = 0.0
+                m_new, m_old, m_w = memory[k, b, t + 1], memory[k, b, t], memory_written[k, b, t]
+                # 5. reads and read addressing
+                for j in range(n_read * width):
+                    dr[j] += dreads[k, b, t, j]
+                dw_prev[:] = 0.0
+                for hr in range(n_read):
+                    h = n_write + hr
+                    blk = head_block[h]
+                    for i in range(n_loc):
+                        acc = 0.0
+                        for j in range(width):
+                            g = dr[hr * width + j]
+                            acc += g * m_new[blk, i, j]
+                            dmem[blk, i, j] += ws[k, b, t + 1, h, i] * g
+                        dw_next[h, i] += acc
+                    o = h * a_width
+                    _address_back(m_new[blk], norms[k, b, t + 1, blk], p[o : o + width], p[o + width], p[o + width + 1],
+                                  p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                                  shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
+                                  wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
+                                  scratch, scratch2)
+                    dp[o : o + a_width] += dhead
+                # 4. mixing, in reverse order: dmem becomes the gradient of the written memory
+                dmem_w[:] = dmem
+                for m in range(mix_target.shape[0] - 1, -1, -1):
+                    tgt, src = mix_target[m], mix_source[m]
+                    a, bb = mix_ab[k, m, 0], mix_ab[k, m, 1]
+                    da = 0.0
+                    db = 0.0
+                    for i in range(n_loc):
+                        for j in range(width):
+                            g = dmem_w[tgt, i, j]
+                            da += g * m_w[tgt, i, j]
+                            db += g * m_new[src, i, j]
+                            dmem_w[src, i, j] += bb * g
+                            dmem_w[tgt, i, j] = a * g
+                    dmix_ab[k, m, 0] += da
+                    dmix_ab[k, m, 1] += db
+                # 3. erase and add (M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h), then write addressing on M_{t-1}
+                _erase_add(p, erase_start, width, n_write, erase)
+                for blk in range(n_blocks):
+                    for i in range(n_loc):
+                        for j in range(width):
+                            g = dmem_w[blk, i, j]
+                            keep = 1.0
+                            for h in range(n_write):
+                                if head_block[h] == blk:
+                                    keep *= 1.0 - ws[k, b, t + 1, h, i] * erase[h, j]
+                            dmem[blk, i, j] = g * keep  # blocks no head writes: keep = 1
+                            if g == 0.0:
+                                continue
+                            for h in range(n_write):
+                                if head_block[h] != blk:
+                                    continue
+                                others = 1.0  # the other heads' erase factors on this element
+                                for h2 in range(n_write):
+                                    if h2 != h and head_block[h2] == blk:
+                                        others *= 1.0 - ws[k, b, t + 1, h2, i] * erase[h2, j]
+                                o = erase_start + h * 2 * width
+                                e = erase[h, j]
+                                wi = ws[k, b, t + 1, h, i]
+                                dw_next[h, i] += g * (erase[h, width + j] - m_old[blk, i, j] * e * others)
+                                dp[o + j] += -g * m_old[blk, i, j] * wi * others * e * (1.0 - e)
+                                dp[o + width + j] += g * wi
+                for h in range(n_write):
+                    o = h * a_width
+                    blk = head_block[h]
+                    _address_back(m_old[blk], norms[k, b, t, blk], p[o : o + width], p[o + width], p[o + width + 1],
+                                  p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                                  shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
+                                  wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
+                                  scratch, scratch2)
+                    dp[o : o + a_width] += dhead
+                dw_next[:] = dw_prev
+                # 2. head parameters -> layers; 1. controller, top layer first
+                dctrl[:] = 0.0
+                for l in range(n_layers - 1, -1, -1):
+                    dh_layer[:] = dh[l]  # from step t + 1 (LSTM; zero for a feedforward layer)
+                    if l == n_layers - 1:
+                        for j in range(hsize):
+                            dh_layer[j] += dtops[k, b, t, j]
+                    if feeds[l]:
+                        _matvec_t_add(proj[k, l], dp, dh_layer)
+                    if l + 1 < n_layers:
+                        dh_layer += dbelow  # layer l + 1's input holds h_l
+                    g = gates[k, b, t, l]
+                    dg = dgates[k, b, t, l]
+                    if kind == 0:
+                        c_old, c_new = cells[k, b, t, l], cells[k, b, t + 1, l]
+                        for j in range(hsize):
+                            gi, gf, gg, go = g[j], g[hsize + j], g[2 * hsize + j], g[3 * hsize + j]
+                            tc = math.tanh(c_new[j])
+                            dcell = dc[l, j] + dh_layer[j] * go * (1.0 - tc * tc)
+                            dg[j] = dcell * gg * gi * (1.0 - gi)
+                            dg[hsize + j] = dcell * c_old[j] * gf * (1.0 - gf)
+                            dg[2 * hsize + j] = dcell * gi * (1.0 - gg * gg)
+                            dg[3 * hsize + j] = dh_layer[j] * tc * go * (1.0 - go)
+                            dc[l, j] = dcell * gf
+                        dh[l, :] = 0.0
+                        _matvec_t_add(w_hh[k, l], dg, dh[l])
+                    else:
+                        for j in range(hsize):
+                            v = g[j]
+                            if act == 0:
+                                dg[j] = dh_layer[j] * v * (1.0 - v)
+                            elif act == 1:
+                                dg[j] = dh_layer[j] * (1.0 - v * v)
+                            else:
+                                dg[j] = dh_layer[j] if v > 0.0 else 0.0
+                    dbelow[:] = 0.0
+                    if l == 0:
+                        _matvec_t_add(w_in[k, 0, :, :c0], dg, dctrl)
+                    elif skip:
+                        _matvec_t_add(w_in[k, l, :, :c0], dg, dctrl)
+                        _matvec_t_add(w_in[k, l, :, c0 : c0 + hsize], dg, dbelow)
+                    else:
+                        _matvec_t_add(w_in[k, l, :, :hsize], dg, dbelow)
+                dr[:] = dctrl[n_in:]
+            # the initial state's gradients
+            dmem0[k, b] = dmem
+            dreads0[k, b] = dr
+            dweights0[k, b] = dw_next
+            for l in range(n_layers):
+                dstate0[k, b, l, 0] = dh[l]
+                dstate0[k, b, l, 1] = dc[l]
