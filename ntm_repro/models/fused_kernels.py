@@ -87,10 +87,19 @@ def _matvec_t_add(w, dy, out):
 
 
 @_jit
-def _address(mem, norms, key, beta_raw, gate_raw, shift_raw, gamma_raw, prev, shifts, sim, wc, wg, ws, w, scratch):
-    """Graves et al. eqs. 5-9 for one head on one block ``mem`` (N, W) with row norms
-    ``norms``: fills sim, wc (content), wg (interpolated), ws (shifted), w (sharpened)."""
+def _head_params(p, o, width, n_shift):
+    """A head's raw addressing parameters starting at ``p[o]``: key (W), strength, gate,
+    shift logits (S), sharpening."""
+    return p[o : o + width], p[o + width], p[o + width + 1], p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift]
+
+
+@_jit
+def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch):
+    """Graves et al. eqs. 5-9 for one head, its raw parameters at ``p[o:]``, on one block
+    ``mem`` (N, W) with row norms ``norms``: fills sim, wc (content), wg (interpolated),
+    ws (shifted), w (sharpened)."""
     n, width = mem.shape
+    key, beta_raw, gate_raw, shift_raw, gamma_raw = _head_params(p, o, width, shifts.shape[0])
     nk = 0.0
     for j in range(width):
         nk += key[j] * key[j]
@@ -120,13 +129,13 @@ def _address(mem, norms, key, beta_raw, gate_raw, shift_raw, gamma_raw, prev, sh
 
 
 @_jit
-def _address_back(mem, norms, key, beta_raw, gate_raw, shift_raw, gamma_raw, prev, shifts,
-                  sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2):
+def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2):
     """Vector-Jacobian product of :func:`_address`: from dw (N) into dmem (N, W; row norms
     included), the raw parameters (dkey_etc: key W, beta, gate, shift S, gamma; written)
     and dprev (N; added)."""
     n, width = mem.shape
     ns = shifts.shape[0]
+    key, beta_raw, gate_raw, shift_raw, gamma_raw = _head_params(p, o, width, ns)
     gamma = 1.0 + _softplus(gamma_raw)
     # sharpening: w = softmax(u), u = gamma log(ws + eps)
     _softmax_back(w, dw, scratch)  # du
@@ -311,8 +320,7 @@ def forward(
                 for h in range(n_write):
                     o = h * a_width
                     blk = head_block[h]
-                    _address(m_old[blk], norms[k, b, t, blk], p[o : o + width], p[o + width], p[o + width + 1],
-                             p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                    _address(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                              wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch)
                 m_w = memory_written[k, b, t]
@@ -345,8 +353,7 @@ def forward(
                     h = n_write + hr
                     o = h * a_width
                     blk = head_block[h]
-                    _address(m_new[blk], norms[k, b, t + 1, blk], p[o : o + width], p[o + width], p[o + width + 1],
-                             p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                    _address(m_new[blk], norms[k, b, t + 1, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                              wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch)
                     for j in range(width):
@@ -425,8 +432,7 @@ def backward(
                             dmem[blk, i, j] += ws[k, b, t + 1, h, i] * g
                         dw_next[h, i] += acc
                     o = h * a_width
-                    _address_back(m_new[blk], norms[k, b, t + 1, blk], p[o : o + width], p[o + width], p[o + width + 1],
-                                  p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                    _address_back(m_new[blk], norms[k, b, t + 1, blk], p, o, ws[k, b, t, h],
                                   shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                                   wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
                                   scratch, scratch2)
@@ -476,8 +482,7 @@ def backward(
                 for h in range(n_write):
                     o = h * a_width
                     blk = head_block[h]
-                    _address_back(m_old[blk], norms[k, b, t, blk], p[o : o + width], p[o + width], p[o + width + 1],
-                                  p[o + width + 2 : o + width + 2 + n_shift], p[o + width + 2 + n_shift], ws[k, b, t, h],
+                    _address_back(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                                   shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                                   wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
                                   scratch, scratch2)
