@@ -195,3 +195,17 @@ def test_free_mixing_with_a_above_one_breaks_the_bound(compose_cfg):
     """The free form is what the bound excludes: a = b = 1.5 grows as 1.5^t."""
     largest, bound = _largest_memory_and_bound(build(compose_cfg, "ntm1", "model.topology.mixing=free"), 1.5, 1.0, steps=100)
     assert (largest > 1e6 * bound).all()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.topology.mix_init={a:0.3,b:0.6}"], r"model.topology.mixing=convex, learn_mix=true: convex mixing has b = 1 - a; set b=0.7"),
+        (["model.topology.mix_init={a:1.0,b:0.0}"], r"learnable convex mixing needs 0 < a < 1"),
+    ],
+)
+def test_mixing_the_convex_form_cannot_represent_is_one_line_naming_the_keys(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=r"model\.topology\.mix_init=\{a: .*" + message):
+        build(compose_cfg, "ntm1", *overrides)
+    build(compose_cfg, "ntm1", *overrides, "model.topology.mixing=free")  # the free form takes any a, b
+    build(compose_cfg, "ntm", *overrides)  # no mixed block: nothing to check

@@ -181,6 +181,10 @@ class BlockPlacement:
 MIX_FORMS = ("convex", "free")
 
 
+class MixingError(ValueError):
+    """Initial mixing coefficients the chosen form cannot represent."""
+
+
 class Mixer(nn.Module):
     """``block <- a * block + b * source`` for every mixed block, applied after the writes
     in the order of :attr:`Topology.mix_levels`; ``a`` and ``b`` are scalars per mixed block,
@@ -205,13 +209,14 @@ class Mixer(nn.Module):
         self.mixed = sorted(self.sources)
         self.form = form if learnable else "fixed"
         n = len(self.mixed)
-        if form == "convex" and abs(a + b - 1) > 1e-9:
-            raise ValueError(f"convex mixing has b = 1 - a; got a={a}, b={b}")
         if not self.mixed:
             self.register_buffer("coefficients", None)  # no state at all without mixing
-        elif self.form == "convex":
+            return
+        if form == "convex" and abs(a + b - 1) > 1e-9:
+            raise MixingError(f"convex mixing has b = 1 - a; set b={1 - a:g} or use the free form")
+        if self.form == "convex":
             if not 0 < a < 1:
-                raise ValueError(f"learnable convex mixing needs 0 < a < 1 (a = sigmoid(theta)); got a={a}")
+                raise MixingError("learnable convex mixing needs 0 < a < 1 (a = sigmoid(theta)); fix a and b to learn nothing")
             self.theta = nn.Parameter(torch.full((n,), math.log(a / (1 - a))))
         elif self.form == "free":
             self.coefficients = nn.Parameter(torch.tensor([[a, b]] * n))

@@ -9,7 +9,7 @@ from torch import nn
 
 from ntm_repro.errors import ConfigError, choice, positive
 from ntm_repro.memory.init import MEMORY_INITS
-from ntm_repro.memory.topology import MIX_FORMS, Topology
+from ntm_repro.memory.topology import MIX_FORMS, MixingError, Topology
 from ntm_repro.models.controller import ACTIVATIONS, LSTM_BIASES, FeedforwardController, LSTMController
 from ntm_repro.models.lstm_baseline import LSTMBaseline
 from ntm_repro.models.ntm import NTM
@@ -64,33 +64,28 @@ def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_s
     mix_form = choice(model["topology"].get("mixing", "convex"), "model.topology.mixing", MIX_FORMS)
     mix_a, mix_b = float(mix.get("a", 0.5)), float(mix.get("b", 0.5))
     learn_mix = bool(model["topology"].get("learn_mix", True))
-    if topology.mix_sources and mix_form == "convex":
-        if abs(mix_a + mix_b - 1) > 1e-9:
-            raise ConfigError(
-                f"model.topology.mix_init={{a: {mix_a}, b: {mix_b}}}: convex mixing has b = 1 - a; "
-                f"set b={1 - mix_a:g} or model.topology.mixing=free"
-            )
-        if learn_mix and not 0 < mix_a < 1:
-            raise ConfigError(
-                f"model.topology.mix_init.a={mix_a}: learnable convex mixing needs 0 < a < 1 "
-                "(a = sigmoid(theta)); use model.topology.learn_mix=false to fix a at 0 or 1"
-            )
-    return NTM(
-        ctrl,
-        input_size,
-        output_size,
-        topology,
-        locations=locations,
-        width=width,
-        shifts=shifts,
-        memory_init=init,
-        learn_init_reads=bool(model.get("learn_init_reads", True)),
-        learn_init_weights=bool(model.get("learn_init_weights", True)),
-        mix_a=mix_a,
-        mix_b=mix_b,
-        learn_mix=learn_mix,
-        mix_form=mix_form,
-    )
+    try:
+        return NTM(
+            ctrl,
+            input_size,
+            output_size,
+            topology,
+            locations=locations,
+            width=width,
+            shifts=shifts,
+            memory_init=init,
+            learn_init_reads=bool(model.get("learn_init_reads", True)),
+            learn_init_weights=bool(model.get("learn_init_weights", True)),
+            mix_a=mix_a,
+            mix_b=mix_b,
+            learn_mix=learn_mix,
+            mix_form=mix_form,
+        )
+    except MixingError as error:  # the mixer's own check, named by the config keys that set it
+        raise ConfigError(
+            f"model.topology.mix_init={{a: {mix_a}, b: {mix_b}}} with model.topology.mixing={mix_form}, "
+            f"learn_mix={str(learn_mix).lower()}: {error}"
+        ) from None
 
 
 def count_parameters(module: nn.Module) -> int:
