@@ -55,8 +55,8 @@ def assert_like_alone(batch, alone, task, atol=1e-6):
 @pytest.mark.parametrize(
     "overrides",
     [["model=ntm"], ["model=ntm3", "task=recall", "++model.memory.locations=16", "++model.memory.width=6", "controller.size=12"],
-     ["model=lstm"], ["controller=feedforward"]],
-    ids=["ntm", "ntm3", "lstm", "feedforward"],
+     ["model=lstm"], ["controller=feedforward"], ["model=ntm2", "model.engine=fused"]],
+    ids=["ntm", "ntm3", "lstm", "feedforward", "fused engine"],
 )
 def test_each_seed_gets_what_it_gets_alone(compose_cfg, overrides):
     cfg = compose_cfg(*overrides, tiny="task=recall" not in overrides)

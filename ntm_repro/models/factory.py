@@ -15,6 +15,7 @@ from ntm_repro.models.lstm_baseline import LSTMBaseline
 from ntm_repro.models.ntm import NTM
 
 MODEL_TYPES = ("ntm", "lstm")
+ENGINES = ("reference", "fused")
 CONTROLLER_TYPES = ("lstm", "feedforward")
 
 
@@ -80,6 +81,7 @@ def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_s
             mix_b=mix_b,
             learn_mix=learn_mix,
             mix_form=mix_form,
+            engine=choice(model.get("engine", "reference"), "model.engine", ENGINES),
         )
     except MixingError as error:  # the mixer's own check, named by the config keys that set it
         raise ConfigError(

@@ -72,8 +72,10 @@ class NTM(nn.Module):
         mix_b: float = 0.5,
         learn_mix: bool = True,
         mix_form: str = "convex",
+        engine: str = "reference",
     ):
         super().__init__()
+        self.engine = engine  # "reference": this module's own ops; "fused": ntm_repro.models.fused
         self.controller = controller
         self.topology = topology
         self.locations, self.width = locations, width
@@ -204,7 +206,11 @@ class NTM(nn.Module):
 
     def forward(self, inputs: torch.Tensor, trace: bool = False):
         """``inputs``: (B, T, input_size) -> output logits (B, T, output_size), and a
-        :class:`Trace` when ``trace`` is true."""
+        :class:`Trace` when ``trace`` is true (traces always come from the reference)."""
+        if self.engine == "fused" and not trace:
+            from ntm_repro.models.fused import fused_forward  # it builds on this module
+
+            return fused_forward([self], inputs.unsqueeze(0))[0]
         state = self.initial_state(inputs.shape[0])
         plans = self.mixing_plans()
         tops, reads, write_trace, read_trace = [], [], [], []

@@ -66,7 +66,14 @@ class SeedBatch(nn.Module):
         self._models = models  # a plain list: not registered, so not trained or saved twice
         template = copy.deepcopy(models[0]).to("meta")
         self.template = [template]  # kept out of the module tree (meta tensors)
-        if isinstance(template, NTM):
+        self.fused = isinstance(template, NTM) and template.engine == "fused"
+        if self.fused:  # the engine takes the population as it is; its inputs derived per seed by vmap
+            from ntm_repro.models.fused import Layout, derived_tensors
+
+            self.layout = Layout.of(models[0])
+            self._derived = vmap(self._call(_Method(template, lambda net: derived_tensors(net, self.layout))))
+            self._readout = vmap(self._call(_Method(template, NTM.readout)))
+        elif isinstance(template, NTM):
             self._init = vmap(self._call(_Method(template, NTM.initial_state)), in_dims=(0, 0, None))
             self._step = vmap(self._call(_Method(template, _ntm_step)))
             self._readout = vmap(self._call(_Method(template, NTM.readout)))
@@ -96,6 +103,11 @@ class SeedBatch(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """``inputs`` (K, B, T, I), seed k's batch in row k -> logits (K, B, T, O)."""
         params, buffers = self._tensors()
+        if self.fused:
+            from ntm_repro.models.fused import FusedSequence
+
+            tops, reads = FusedSequence.apply(self.layout, inputs, *self._derived(params, buffers))
+            return self._readout(params, buffers, tops, reads)
         if not isinstance(self.template[0], NTM):
             return self._forward(params, buffers, inputs)
         state = self._init(params, buffers, inputs.shape[1])

@@ -127,7 +127,8 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     task, network = _seed_network(cfg)
     networks = [network] + [_seed_network(seed_cfg)[1] for seed_cfg in cfgs[1:]]
     check_memory_capacity(task, cfg.model)
-    model = trainable_model(networks, bool(cfg.train.get("compile", False)))
+    compiled = bool(cfg.train.get("compile", False)) and cfg.model.get("engine", "reference") == "reference"
+    model = trainable_model(networks, compiled)  # the fused engine is compiled code already
     learner = SequenceLearner(
         model,
         build_optimizer(cfg.optimizer),
