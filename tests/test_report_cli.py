@@ -59,7 +59,7 @@ def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
     assert pages == 4 + attention_pages(sweep)
     assert "ntm-repro -m model=ntm,lstm seed=0,1" in text
     for words in ("ntm", "lstm", "copy", "0 / 2", "4 read, 0 skipped", "Every run folder was read without a caveat",
-                  "neither converged: no comparison", "--window 0.1 --min-points 5 --spike-bits 1 --spike-window 20"):
+                  "neither converged: no comparison", "--window 0.1 --min-points 5 --spike-bits 1 --spike-window 50"):
         assert words in text, words
     figures = tmp_path / "out" / "sweep"
     assert len(list(figures.glob("*.png"))) == pages

@@ -73,5 +73,6 @@ def write_report(
         "issues": reading.issues,
     }
     for stem, frame in tables.items():
-        frame.to_csv(writer.folder / f"{stem}.csv", index=False)
+        if len(frame.columns):  # a table the report does not have (e.g. memory without structured runs): no file
+            frame.to_csv(writer.folder / f"{stem}.csv", index=False)
     return writer
