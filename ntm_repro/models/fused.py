@@ -212,8 +212,9 @@ class FusedSequence(torch.autograd.Function):
 
 def fused_forward(nets: list[NTM], inputs: torch.Tensor) -> torch.Tensor:
     """Output logits (K, B, T, O) of the K networks ``nets`` (one architecture) on
-    ``inputs`` (K, B, T, I), network k on row k."""
-    layout = Layout.of(nets[0])
+    ``inputs`` (K, B, T, I), network k on row k. The architecture's :class:`Layout` is
+    worked out once and kept on the first network."""
+    layout = nets[0].__dict__.get("_fused_layout") or nets[0].__dict__.setdefault("_fused_layout", Layout.of(nets[0]))
     per_net = [derived_tensors(net, layout) for net in nets]
     stacked = [torch.stack(parts) for parts in zip(*per_net)]
     tops, reads = FusedSequence.apply(layout, inputs, *stacked)
