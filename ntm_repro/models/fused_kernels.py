@@ -48,7 +48,7 @@ def _softplus_grad(x):
 @_jit
 def _softmax(z, out):
     top = z.max()
-    total = 0.0
+    total = out.dtype.type(0)
     for i in range(z.shape[0]):
         out[i] = math.exp(z[i] - top)
         total += out[i]
@@ -59,7 +59,7 @@ def _softmax(z, out):
 @_jit
 def _softmax_back(y, dy, dz):
     """dz = y * (dy - sum(y * dy)), the softmax's vector-Jacobian product."""
-    inner = 0.0
+    inner = dz.dtype.type(0)
     for i in range(y.shape[0]):
         inner += y[i] * dy[i]
     for i in range(y.shape[0]):
@@ -67,23 +67,33 @@ def _softmax_back(y, dy, dz):
 
 
 @_jit
-def _matvec_add(w, x, out):
-    """out += w @ x for w (R, C)."""
+def _matvec_add(w, c0, n, x, out):
+    """out += w[:, c0 : c0 + n] @ x for a C-contiguous w (R, C). The window is indexed, not
+    sliced (a sliced window is a strided view the compiler cannot vectorise), and the sum
+    is kept in the arrays' own dtype (a float64 sum would halve float32's vector width)."""
+    zero = out.dtype.type(0)
     for r in range(w.shape[0]):
-        acc = 0.0
-        for c in range(w.shape[1]):
-            acc += w[r, c] * x[c]
+        acc = zero
+        for c in range(n):
+            acc += w[r, c0 + c] * x[c]
         out[r] += acc
 
 
 @_jit
-def _matvec_t_add(w, dy, out):
-    """out += w.T @ dy for w (R, C)."""
+def _matvec_t_add(w, c0, n, dy, out):
+    """out += w[:, c0 : c0 + n].T @ dy for a C-contiguous w (R, C)."""
     for r in range(w.shape[0]):
         g = dy[r]
         if g != 0.0:
-            for c in range(w.shape[1]):
-                out[c] += w[r, c] * g
+            for c in range(n):
+                out[c] += w[r, c0 + c] * g
+
+
+@_jit
+def _shifted(i, shift, n):
+    """(i - shift) mod N for i, shift in [0, N), without an integer division."""
+    src = i - shift
+    return src + n if src < 0 else src
 
 
 @_jit
@@ -94,19 +104,20 @@ def _head_params(p, o, width, n_shift):
 
 
 @_jit
-def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch):
+def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s):
     """Graves et al. eqs. 5-9 for one head, its raw parameters at ``p[o:]``, on one block
     ``mem`` (N, W) with row norms ``norms``: fills sim, wc (content), wg (interpolated),
-    ws (shifted), w (sharpened)."""
+    ws (shifted), w (sharpened); ``s`` (S) receives the shift distribution."""
     n, width = mem.shape
+    zero = sim.dtype.type(0)
     key, beta_raw, gate_raw, shift_raw, gamma_raw = _head_params(p, o, width, shifts.shape[0])
-    nk = 0.0
+    nk = zero
     for j in range(width):
         nk += key[j] * key[j]
     nk = math.sqrt(nk)
     beta = _softplus(beta_raw)
     for i in range(n):
-        dot = 0.0
+        dot = zero
         for j in range(width):
             dot += key[j] * mem[i, j]
         sim[i] = dot / max(nk * norms[i], COSINE_EPS)
@@ -115,12 +126,11 @@ def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch):
     gate = _sigmoid(gate_raw)
     for i in range(n):
         wg[i] = prev[i] + gate * (wc[i] - prev[i])
-    s = np.empty(shifts.shape[0])
     _softmax(shift_raw, s)
     for i in range(n):
-        acc = 0.0
+        acc = zero
         for j in range(shifts.shape[0]):
-            acc += s[j] * wg[(i - shifts[j]) % n]
+            acc += s[j] * wg[_shifted(i, shifts[j], n)]
         ws[i] = acc
     gamma = 1.0 + _softplus(gamma_raw)
     for i in range(n):
@@ -129,35 +139,36 @@ def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch):
 
 
 @_jit
-def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2):
+def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2, shift_scratch):
     """Vector-Jacobian product of :func:`_address`: from dw (N) into dmem (N, W; row norms
     included), the raw parameters (dkey_etc: key W, beta, gate, shift S, gamma; written)
-    and dprev (N; added)."""
+    and dprev (N; added). ``shift_scratch`` (3, S) is working space."""
     n, width = mem.shape
     ns = shifts.shape[0]
+    zero = dmem.dtype.type(0)
     key, beta_raw, gate_raw, shift_raw, gamma_raw = _head_params(p, o, width, ns)
     gamma = 1.0 + _softplus(gamma_raw)
     # sharpening: w = softmax(u), u = gamma log(ws + eps)
     _softmax_back(w, dw, scratch)  # du
-    dgamma = 0.0
+    dgamma = zero
     for i in range(n):
         dgamma += scratch[i] * math.log(ws[i] + SHARPEN_EPS)
         scratch[i] = scratch[i] * gamma / (ws[i] + SHARPEN_EPS)  # dws
     # circular shift: ws_i = sum_j s_j wg[(i - shift_j) mod N]
-    s = np.empty(ns)
+    s, ds, dshift = shift_scratch[0], shift_scratch[1], shift_scratch[2]
     _softmax(shift_raw, s)
-    ds = np.zeros(ns)
+    ds[:] = 0.0
     for i in range(n):
         scratch2[i] = 0.0
     for i in range(n):
         g = scratch[i]
         for j in range(ns):
-            src = (i - shifts[j]) % n
+            src = _shifted(i, shifts[j], n)
             ds[j] += g * wg[src]
             scratch2[src] += s[j] * g  # dwg
     # interpolation: wg = prev + gate (wc - prev)
     gate = _sigmoid(gate_raw)
-    dgate = 0.0
+    dgate = zero
     for i in range(n):
         dgate += scratch2[i] * (wc[i] - prev[i])
         dprev[i] += (1.0 - gate) * scratch2[i]
@@ -165,15 +176,15 @@ def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, 
     # content: wc = softmax(beta sim)
     beta = _softplus(beta_raw)
     _softmax_back(wc, scratch2, scratch)  # dz
-    dbeta = 0.0
+    dbeta = zero
     for i in range(n):
         dbeta += scratch[i] * sim[i]
     # cosine: sim_i = dot_i / max(|k| |M_i|, eps)
-    nk = 0.0
+    nk = zero
     for j in range(width):
         nk += key[j] * key[j]
     nk = math.sqrt(nk)
-    dnk = 0.0
+    dnk = zero
     for j in range(width):
         dkey_etc[j] = 0.0
     for i in range(n):
@@ -196,7 +207,6 @@ def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, 
             dkey_etc[j] += dnk * key[j] / nk
     dkey_etc[width] = dbeta * _softplus_grad(beta_raw)
     dkey_etc[width + 1] = dgate * gate * (1.0 - gate)
-    dshift = np.empty(ns)
     _softmax_back(s, ds, dshift)
     for j in range(ns):
         dkey_etc[width + 2 + j] = dshift[j]
@@ -216,7 +226,7 @@ def _erase_add(p, start, width, n_write, out):
 @_jit
 def _row_norms(mem, norms):
     for i in range(mem.shape[0]):
-        acc = 0.0
+        acc = norms.dtype.type(0)
         for j in range(mem.shape[1]):
             acc += mem[i, j] * mem[i, j]
         norms[i] = math.sqrt(acc)
@@ -257,8 +267,10 @@ def forward(
     a_width = width + n_shift + 3
     erase_start = heads * a_width
     c0 = n_in + n_read * width
-    scratch = np.empty(n_loc)
-    erase = np.empty((n_write, 2 * width))
+    dtype = memory.dtype
+    scratch = np.empty(n_loc, dtype)
+    shift_dist = np.empty(n_shift, dtype)
+    erase = np.empty((n_write, 2 * width), dtype)
     for k in range(n_k):
         for b in range(n_b):
             memory[k, b, 0] = mem0[k]
@@ -278,17 +290,17 @@ def forward(
                     g = gates[k, b, t, l]
                     g[:] = bias[k, l]
                     if l == 0:
-                        _matvec_add(w_in[k, 0, :, :c0], inp, g)
+                        _matvec_add(w_in[k, 0], 0, c0, inp, g)
                     else:
                         below = hidden[k, b, t + 1, l - 1]
                         if skip:
-                            _matvec_add(w_in[k, l, :, :c0], inp, g)
-                            _matvec_add(w_in[k, l, :, c0 : c0 + hsize], below, g)
+                            _matvec_add(w_in[k, l], 0, c0, inp, g)
+                            _matvec_add(w_in[k, l], c0, hsize, below, g)
                         else:
-                            _matvec_add(w_in[k, l, :, :hsize], below, g)
+                            _matvec_add(w_in[k, l], 0, hsize, below, g)
                     h_new = hidden[k, b, t + 1, l]
                     if kind == 0:
-                        _matvec_add(w_hh[k, l], hidden[k, b, t, l], g)
+                        _matvec_add(w_hh[k, l], 0, hsize, hidden[k, b, t, l], g)
                         c_old, c_new = cells[k, b, t, l], cells[k, b, t + 1, l]
                         for j in range(hsize):
                             gi = _sigmoid(g[j])
@@ -314,7 +326,7 @@ def forward(
                 p[:] = proj_bias[k]
                 for l in range(n_layers):
                     if feeds[l]:
-                        _matvec_add(proj[k, l], hidden[k, b, t + 1, l], p)
+                        _matvec_add(proj[k, l], 0, hsize, hidden[k, b, t + 1, l], p)
                 # 3. write heads address M_{t-1}, then erase and add
                 m_old = memory[k, b, t]
                 for h in range(n_write):
@@ -322,20 +334,21 @@ def forward(
                     blk = head_block[h]
                     _address(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
-                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch)
+                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist)
+                # M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h: every erase, then every add
                 m_w = memory_written[k, b, t]
+                m_w[:] = m_old
                 _erase_add(p, erase_start, width, n_write, erase)
-                for blk in range(n_blocks):
+                for h in range(n_write):
+                    blk, w = head_block[h], ws[k, b, t + 1, h]
                     for i in range(n_loc):
                         for j in range(width):
-                            keep = 1.0
-                            added = 0.0
-                            for h in range(n_write):
-                                if head_block[h] == blk:
-                                    wi = ws[k, b, t + 1, h, i]
-                                    keep *= 1.0 - wi * erase[h, j]
-                                    added += wi * erase[h, width + j]
-                            m_w[blk, i, j] = m_old[blk, i, j] * keep + added
+                            m_w[blk, i, j] *= 1.0 - w[i] * erase[h, j]
+                for h in range(n_write):
+                    blk, w = head_block[h], ws[k, b, t + 1, h]
+                    for i in range(n_loc):
+                        for j in range(width):
+                            m_w[blk, i, j] += w[i] * erase[h, width + j]
                 # 4. mixing
                 m_new = memory[k, b, t + 1]
                 m_new[:] = m_w
@@ -355,12 +368,12 @@ def forward(
                     blk = head_block[h]
                     _address(m_new[blk], norms[k, b, t + 1, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
-                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch)
-                    for j in range(width):
-                        acc = 0.0
-                        for i in range(n_loc):
-                            acc += ws[k, b, t + 1, h, i] * m_new[blk, i, j]
-                        r[hr * width + j] = acc
+                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist)
+                    w, o = ws[k, b, t + 1, h], hr * width
+                    r[o : o + width] = 0.0
+                    for i in range(n_loc):
+                        for j in range(width):
+                            r[o + j] += w[i] * m_new[blk, i, j]
 
 
 @_jit
@@ -391,20 +404,25 @@ def backward(
     a_width = width + n_shift + 3
     erase_start = heads * a_width
     n_in = c0 - n_read * width
-    scratch = np.empty(n_loc)
-    scratch2 = np.empty(n_loc)
-    dmem = np.empty((n_blocks, n_loc, width))
-    dmem_w = np.empty((n_blocks, n_loc, width))
-    dw_next = np.empty((heads, n_loc))  # gradient of each head's weighting of step t (from t and t + 1)
-    dw_prev = np.empty((heads, n_loc))
-    dr = np.empty(n_read * width)
-    dh = np.empty((n_layers, hsize))  # recurrent gradient into h_{l,t} from step t + 1
-    dc = np.empty((n_layers, hsize))
-    dh_layer = np.empty(hsize)
-    dbelow = np.empty(hsize)  # gradient into h_{l-1} from layer l's input
-    dctrl = np.empty(c0)  # gradient of the controller input [x_t, r_{t-1}]
-    dhead = np.empty(a_width)
-    erase = np.empty((n_write, 2 * width))
+    dtype = memory.dtype
+    zero = dtype.type(0)
+    scratch = np.empty(n_loc, dtype)
+    scratch2 = np.empty(n_loc, dtype)
+    shift_scratch = np.empty((3, n_shift), dtype)
+    dmem = np.empty((n_blocks, n_loc, width), dtype)
+    dmem_w = np.empty((n_blocks, n_loc, width), dtype)
+    dw_next = np.empty((heads, n_loc), dtype)  # gradient of each head's weighting of step t (from t and t + 1)
+    dw_prev = np.empty((heads, n_loc), dtype)
+    dr = np.empty(n_read * width, dtype)
+    dh = np.empty((n_layers, hsize), dtype)  # recurrent gradient into h_{l,t} from step t + 1
+    dc = np.empty((n_layers, hsize), dtype)
+    dh_layer = np.empty(hsize, dtype)
+    dbelow = np.empty(hsize, dtype)  # gradient into h_{l-1} from layer l's input
+    dctrl = np.empty(c0, dtype)  # gradient of the controller input [x_t, r_{t-1}]
+    dhead = np.empty(a_width, dtype)
+    erase = np.empty((n_write, 2 * width), dtype)
+    keep = np.empty(width, dtype)  # the erase factors' product on one memory row
+    others = np.empty(width, dtype)  # the same without one head's factor
     for k in range(n_k):
         for b in range(n_b):
             dmem[:] = 0.0
@@ -425,7 +443,7 @@ def backward(
                     h = n_write + hr
                     blk = head_block[h]
                     for i in range(n_loc):
-                        acc = 0.0
+                        acc = zero
                         for j in range(width):
                             g = dr[hr * width + j]
                             acc += g * m_new[blk, i, j]
@@ -435,15 +453,15 @@ def backward(
                     _address_back(m_new[blk], norms[k, b, t + 1, blk], p, o, ws[k, b, t, h],
                                   shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                                   wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
-                                  scratch, scratch2)
+                                  scratch, scratch2, shift_scratch)
                     dp[o : o + a_width] += dhead
                 # 4. mixing, in reverse order: dmem becomes the gradient of the written memory
                 dmem_w[:] = dmem
                 for m in range(mix_target.shape[0] - 1, -1, -1):
                     tgt, src = mix_target[m], mix_source[m]
                     a, bb = mix_ab[k, m, 0], mix_ab[k, m, 1]
-                    da = 0.0
-                    db = 0.0
+                    da = zero
+                    db = zero
                     for i in range(n_loc):
                         for j in range(width):
                             g = dmem_w[tgt, i, j]
@@ -455,37 +473,41 @@ def backward(
                     dmix_ab[k, m, 1] += db
                 # 3. erase and add (M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h), then write addressing on M_{t-1}
                 _erase_add(p, erase_start, width, n_write, erase)
+                w_t = ws[k, b, t + 1]
                 for blk in range(n_blocks):
                     for i in range(n_loc):
+                        keep[:] = 1.0
+                        for h in range(n_write):
+                            if head_block[h] == blk:
+                                for j in range(width):
+                                    keep[j] *= 1.0 - w_t[h, i] * erase[h, j]
                         for j in range(width):
-                            g = dmem_w[blk, i, j]
-                            keep = 1.0
-                            for h in range(n_write):
-                                if head_block[h] == blk:
-                                    keep *= 1.0 - ws[k, b, t + 1, h, i] * erase[h, j]
-                            dmem[blk, i, j] = g * keep  # blocks no head writes: keep = 1
-                            if g == 0.0:
+                            dmem[blk, i, j] = dmem_w[blk, i, j] * keep[j]  # blocks no head writes: keep = 1
+                        for h in range(n_write):
+                            if head_block[h] != blk:
                                 continue
-                            for h in range(n_write):
-                                if head_block[h] != blk:
-                                    continue
-                                others = 1.0  # the other heads' erase factors on this element
-                                for h2 in range(n_write):
-                                    if h2 != h and head_block[h2] == blk:
-                                        others *= 1.0 - ws[k, b, t + 1, h2, i] * erase[h2, j]
-                                o = erase_start + h * 2 * width
+                            others[:] = 1.0  # the other heads' erase factors on this row
+                            for h2 in range(n_write):
+                                if h2 != h and head_block[h2] == blk:
+                                    for j in range(width):
+                                        others[j] *= 1.0 - w_t[h2, i] * erase[h2, j]
+                            o = erase_start + h * 2 * width
+                            wi = w_t[h, i]
+                            acc = zero
+                            for j in range(width):
+                                g = dmem_w[blk, i, j]
                                 e = erase[h, j]
-                                wi = ws[k, b, t + 1, h, i]
-                                dw_next[h, i] += g * (erase[h, width + j] - m_old[blk, i, j] * e * others)
-                                dp[o + j] += -g * m_old[blk, i, j] * wi * others * e * (1.0 - e)
+                                acc += g * (erase[h, width + j] - m_old[blk, i, j] * e * others[j])
+                                dp[o + j] -= g * m_old[blk, i, j] * wi * others[j] * e * (1.0 - e)
                                 dp[o + width + j] += g * wi
+                            dw_next[h, i] += acc
                 for h in range(n_write):
                     o = h * a_width
                     blk = head_block[h]
                     _address_back(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                                   shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                                   wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
-                                  scratch, scratch2)
+                                  scratch, scratch2, shift_scratch)
                     dp[o : o + a_width] += dhead
                 dw_next[:] = dw_prev
                 # 2. head parameters -> layers; 1. controller, top layer first
@@ -496,7 +518,7 @@ def backward(
                         for j in range(hsize):
                             dh_layer[j] += dtops[k, b, t, j]
                     if feeds[l]:
-                        _matvec_t_add(proj[k, l], dp, dh_layer)
+                        _matvec_t_add(proj[k, l], 0, hsize, dp, dh_layer)
                     if l + 1 < n_layers:
                         dh_layer += dbelow  # layer l + 1's input holds h_l
                     g = gates[k, b, t, l]
@@ -513,7 +535,7 @@ def backward(
                             dg[3 * hsize + j] = dh_layer[j] * tc * go * (1.0 - go)
                             dc[l, j] = dcell * gf
                         dh[l, :] = 0.0
-                        _matvec_t_add(w_hh[k, l], dg, dh[l])
+                        _matvec_t_add(w_hh[k, l], 0, hsize, dg, dh[l])
                     else:
                         for j in range(hsize):
                             v = g[j]
@@ -525,12 +547,12 @@ def backward(
                                 dg[j] = dh_layer[j] if v > 0.0 else 0.0
                     dbelow[:] = 0.0
                     if l == 0:
-                        _matvec_t_add(w_in[k, 0, :, :c0], dg, dctrl)
+                        _matvec_t_add(w_in[k, 0], 0, c0, dg, dctrl)
                     elif skip:
-                        _matvec_t_add(w_in[k, l, :, :c0], dg, dctrl)
-                        _matvec_t_add(w_in[k, l, :, c0 : c0 + hsize], dg, dbelow)
+                        _matvec_t_add(w_in[k, l], 0, c0, dg, dctrl)
+                        _matvec_t_add(w_in[k, l], c0, hsize, dg, dbelow)
                     else:
-                        _matvec_t_add(w_in[k, l, :, :hsize], dg, dbelow)
+                        _matvec_t_add(w_in[k, l], 0, hsize, dg, dbelow)
                 dr[:] = dctrl[n_in:]
             # the initial state's gradients
             dmem0[k, b] = dmem
