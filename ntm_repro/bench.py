@@ -8,9 +8,15 @@ the overhead of running the same steps through Lightning's Trainer.
     python -m ntm_repro.bench --models ntm ntm1 ntm2 ntm3 --task recall --level 6 --repeat 3
     python -m ntm_repro.bench --batch-sizes 32 --lightning-steps 60 --device cuda
     python -m ntm_repro.bench --seeds 1 5 --compile   # alone, and 5 seeds trained as one batch
+    python -m ntm_repro.bench --engine reference fused --seeds 1 5   # both engines, and their ratio
 
 "vs first" is each model's time per sequence relative to the first model listed (same
-batch size, threads and seeds), the ratio to compare on a noisy machine. With ``--seeds K``
+engine, batch size, threads and seeds), and "vs <engine>" each engine's speed-up over the
+first engine listed: the ratios to compare on a noisy machine. "of peak" is the fraction
+of the arithmetic limit a training step reaches: the matrix-product FLOPs of one training
+sequence (the reference engine's forward and backward, counted by torch's
+FlopCounterMode; element-wise work is not counted) times the sequences per second, over a
+float32 matrix product's FLOP/s measured in the same run. With ``--seeds K``
 the K seeds train on the same fixed episode (a real seed batch pads each step to its
 longest sequence; ``ntm-repro`` runs measure that).
 
@@ -32,6 +38,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from ntm_repro.models.factory import build_model
 from ntm_repro.tasks.base import Episode
@@ -96,6 +103,15 @@ class Bench:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
+    def matmul_flops_per_sequence(self) -> float:
+        """Matrix-product FLOPs of one training sequence's forward and backward (the
+        model's own torch operations: count on a reference-engine model)."""
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.loss().backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        return counter.get_total_flops() / (self.batch_size * self.seeds)
+
     def saved_for_backward_mb(self) -> float:
         """Megabytes of distinct tensors autograd saves for backward in one training forward
         pass: the memory that grows with sequence length and batch size."""
@@ -153,6 +169,18 @@ class Repeat(IterableDataset):
             yield self.batch
 
 
+def matmul_peak_flops(seconds: float = 1.0, size: int = 512) -> float:
+    """FLOP/s of a float32 ``size`` x ``size`` matrix product on this machine, now."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return calls * 2 * size**3 / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ntm_repro.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["ntm"])
@@ -162,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--engine", nargs="+", choices=["reference", "fused"], default=["fused"], help="NTM engines to time (model.engine), e.g. reference fused")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
     parser.add_argument("--compile", action="store_true", help="torch.compile the NTM's time step (NTM models only)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="seeds trained as one batch, e.g. 1 5 (rates count every seed's sequences)")
@@ -176,35 +205,50 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--lightning-steps: give more than 3 (the first 3 steps are warm-up)")
     quiet_lightning()
 
-    configs = [(m, t, b, k) for m in args.models for k in args.seeds for t in args.threads for b in args.batch_sizes]
-    cfgs = {model: load_config(model, args.task, args.controller, args.overrides) for model in args.models}
+    configs = [(m, e, t, b, k) for m in args.models for e in args.engine for k in args.seeds for t in args.threads for b in args.batch_sizes]
+    cfgs = {(model, engine): load_config(model, args.task, args.controller, [*args.overrides, f"++model.engine={engine}"])
+            for model in args.models for engine in [*args.engine, "reference"]}
     figures: dict[tuple, dict[str, list[float]]] = {c: {} for c in configs}
+    flops = {}  # matrix-product FLOPs per training sequence, counted on the reference engine
+    peak = []
     for _ in range(args.repeat):  # round robin, so that a noisy machine disturbs every figure alike
-        for model, threads, batch, seeds in configs:
+        peak.append(matmul_peak_flops())
+        for model, engine, threads, batch, seeds in configs:
             torch.set_num_threads(threads)
+            if (model, batch, seeds) not in flops:
+                flops[(model, batch, seeds)] = Bench(cfgs[(model, "reference")], batch, args.level, args.device, seeds=seeds).matmul_flops_per_sequence()
             start = time.perf_counter()
-            bench = Bench(cfgs[model], batch, args.level, args.device, compile_step=args.compile, seeds=seeds)
+            bench = Bench(cfgs[(model, engine)], batch, args.level, args.device, compile_step=args.compile and engine == "reference", seeds=seeds)
             measured = {"train": bench.rate(bench.step, args.seconds)}
             if args.compile:
                 print(f"{model} batch {batch} seeds {seeds}: compile and timing {time.perf_counter() - start:.1f} s", file=sys.stderr)
             measured["eval"] = bench.rate(bench.forward, args.seconds)
             measured["saved_mb"] = bench.saved_for_backward_mb()
             if args.lightning_steps:
-                measured["lightning"] = bench.lightning_rate(args.lightning_steps, cfgs[model].trainer)
+                measured["lightning"] = bench.lightning_rate(args.lightning_steps, cfgs[(model, engine)].trainer)
             for name, value in measured.items():
-                figures[(model, threads, batch, seeds)].setdefault(name, []).append(value)
+                figures[(model, engine, threads, batch, seeds)].setdefault(name, []).append(value)
 
+    peak_flops = statistics.median(peak)
+    print(f"float32 matrix product (512 x 512): {peak_flops / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} thread(s)")
     rows = []
-    header = f"{'model':<12}{'task':<14}{'level':>6}{'batch':>6}{'threads':>8}{'seeds':>6}{'train seq/s':>13}{'vs first':>9}{'eval seq/s':>12}{'saved MB':>10}"
+    base = args.engine[0]
+    versus = f"vs {base[:3]}"
+    header = (f"{'model':<12}{'engine':<11}{'task':<10}{'level':>6}{'batch':>6}{'threads':>8}{'seeds':>6}{'train seq/s':>13}{'vs first':>9}"
+              f"{versus:>8}{'of peak':>9}{'eval seq/s':>12}{'saved MB':>10}")
     print(header + (f"{'Lightning':>11}" if args.lightning_steps else ""))
-    for model, threads, batch, seeds in configs:
-        median = {name: statistics.median(values) for name, values in figures[(model, threads, batch, seeds)].items()}
-        first = statistics.median(figures[(args.models[0], threads, batch, seeds)]["train"])
-        row = dict(model=model, task=args.task, level=args.level, batch=batch, threads=threads, device=args.device,
+    for model, engine, threads, batch, seeds in configs:
+        median = {name: statistics.median(values) for name, values in figures[(model, engine, threads, batch, seeds)].items()}
+        first = statistics.median(figures[(args.models[0], engine, threads, batch, seeds)]["train"])
+        speedup = median["train"] / statistics.median(figures[(model, base, threads, batch, seeds)]["train"])
+        of_peak = flops[(model, batch, seeds)] * median["train"] / peak_flops
+        row = dict(model=model, engine=engine, task=args.task, level=args.level, batch=batch, threads=threads, device=args.device,
                    compiled=args.compile, seeds=seeds, train_seq_per_s=round(median["train"], 2), time_vs_first_model=round(first / median["train"], 3),
+                   speedup_vs_first_engine=round(speedup, 3), matmul_flops_per_seq=round(flops[(model, batch, seeds)]),
+                   fraction_of_matmul_peak=round(of_peak, 4), matmul_peak_gflops=round(peak_flops / 1e9, 1),
                    eval_seq_per_s=round(median["eval"], 2), saved_for_backward_mb=round(median["saved_mb"], 2))
-        line = (f"{model:<12}{args.task:<14}{args.level:>6}{batch:>6}{threads:>8}{seeds:>6}{median['train']:>13.1f}{first / median['train']:>8.2f}x"
-                f"{median['eval']:>12.1f}{median['saved_mb']:>10.1f}")
+        line = (f"{model:<12}{engine:<11}{args.task:<10}{args.level:>6}{batch:>6}{threads:>8}{seeds:>6}{median['train']:>13.1f}{first / median['train']:>8.2f}x"
+                f"{speedup:>7.2f}x{of_peak:>9.1%}{median['eval']:>12.1f}{median['saved_mb']:>10.1f}")
         if args.lightning_steps:
             overhead = 1 - median["lightning"] / median["train"]
             row.update(lightning_seq_per_s=round(median["lightning"], 2), lightning_overhead=round(overhead, 3))

@@ -9,15 +9,22 @@ TINY_MODEL = ["++model.memory.locations=16", "++model.memory.width=6", "controll
 
 def test_bench_writes_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.csv"
-    main(["--models", "ntm", "ntm2", "--batch-sizes", "2", "--seconds", "0.05", "--lightning-steps", "5",
-          "--level", "3", "--seeds", "1", "3", "--csv", str(out), *TINY_MODEL])
+    main(["--models", "ntm", "ntm2", "--engine", "reference", "fused", "--batch-sizes", "2", "--seconds", "0.05",
+          "--lightning-steps", "5", "--level", "3", "--seeds", "1", "3", "--csv", str(out), *TINY_MODEL])
     rows = list(csv.DictReader(open(out)))
-    assert [(row["model"], row["seeds"]) for row in rows] == [("ntm", "1"), ("ntm", "3"), ("ntm2", "1"), ("ntm2", "3")]
+    assert [(row["model"], row["engine"], row["seeds"]) for row in rows] == [
+        (model, engine, seeds) for model in ("ntm", "ntm2") for engine in ("reference", "fused") for seeds in ("1", "3")]
     for row in rows:
-        for key in ("train_seq_per_s", "eval_seq_per_s", "saved_for_backward_mb", "lightning_seq_per_s"):
+        for key in ("train_seq_per_s", "eval_seq_per_s", "saved_for_backward_mb", "lightning_seq_per_s",
+                    "matmul_flops_per_seq", "fraction_of_matmul_peak", "matmul_peak_gflops"):
             assert float(row[key]) > 0
-    assert float(rows[0]["time_vs_first_model"]) == float(rows[1]["time_vs_first_model"]) == 1.0
-    assert "Lightning" in capsys.readouterr().out
+    assert all(float(row["time_vs_first_model"]) == 1.0 for row in rows[:4])
+    assert all(float(row["speedup_vs_first_engine"]) == 1.0 for row in rows if row["engine"] == "reference")
+    # the FLOPs are the architecture's, whichever engine runs it; NTM2 adds a block and heads
+    flops = {(row["model"], row["seeds"]): float(row["matmul_flops_per_seq"]) for row in rows}
+    assert flops[("ntm", "1")] == flops[("ntm", "3")] < flops[("ntm2", "1")]
+    out_text = capsys.readouterr().out
+    assert "Lightning" in out_text and "vs ref" in out_text and "GFLOP/s" in out_text
 
 
 def test_saved_memory_grows_with_sequence_length():

@@ -16,7 +16,7 @@ INPUTS, OUTPUTS = 6, 4
 
 
 def networks(compose_cfg, overrides: list[str], population: int, dtype=torch.float64) -> list:
-    cfg = compose_cfg(*overrides, "++model.memory.locations=8", "++model.memory.width=5", "controller.size=7", tiny=False)
+    cfg = compose_cfg(*overrides, "model.engine=reference", "++model.memory.locations=8", "++model.memory.width=5", "controller.size=7", tiny=False)
     nets = []
     for seed in range(population):
         torch.manual_seed(seed)
@@ -104,3 +104,42 @@ def test_training_with_the_fused_engine_follows_the_reference(compose_cfg, tmp_p
     for name in ("metrics.csv", "generalisation.csv"):
         fused, reference = (pd.read_csv(tmp_path / engine / name).drop(columns="time_s", errors="ignore") for engine in ("fused", "reference"))
         pd.testing.assert_frame_equal(fused, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_without_numba_the_model_falls_back_to_the_reference_in_one_line():
+    """A process in which numba cannot be imported builds the default (fused) model on the
+    reference engine and says so once, on one line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['numba'] = None\n"  # import numba -> ImportError
+        "from hydra import compose, initialize_config_module\n"
+        "from ntm_repro.models.factory import build_model\n"
+        "with initialize_config_module(config_module='ntm_repro.conf', version_base='1.3'):\n"
+        "    cfg = compose('config')\n"
+        "nets = [build_model(cfg.model, cfg.controller, 9, 8) for _ in range(2)]\n"
+        "print(cfg.model.engine, [net.engine for net in nets])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "fused ['reference', 'reference']"
+    lines = [line for line in done.stderr.splitlines() if "model.engine=fused" in line]
+    assert lines == ["ntm-repro: model.engine=fused is unavailable here (ModuleNotFoundError: import of numba halted; None in sys.modules); using the reference engine"]
+
+
+def test_batches_the_loops_cannot_take_run_on_the_reference(compose_cfg):
+    """A fused model given a bf16 batch (as under CPU autocast) computes it with the
+    reference's operations, not by failing inside numpy."""
+    from ntm_repro.models import fused
+
+    net = networks(compose_cfg, ["model=ntm"], 1, dtype=torch.bfloat16)[0]
+    net.engine = "fused"
+    calls = []
+    original = fused.FusedSequence.apply
+    fused.FusedSequence.apply = lambda *args: calls.append(1) or original(*args)
+    try:
+        out = net(torch.rand(2, 5, INPUTS, dtype=torch.bfloat16))
+    finally:
+        fused.FusedSequence.apply = original
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 5, OUTPUTS) and not calls

@@ -124,7 +124,7 @@ def test_compiled_time_step_trains_like_the_eager_one(compose_cfg, tmp_path):
     curves = {}
     for compiled in (False, True):
         folder = tmp_path / str(compiled)
-        summary = train(compose_cfg(f"train.compile={str(compiled).lower()}", "train.sequences=48"), folder)
+        summary = train(compose_cfg("model.engine=reference", f"train.compile={str(compiled).lower()}", "train.sequences=48"), folder)
         assert summary["status"] == "completed"
         curves[compiled] = pd.read_csv(folder / "metrics.csv")
     pd.testing.assert_series_equal(curves[True].cost_bits, curves[False].cost_bits, rtol=1e-3)
@@ -139,7 +139,7 @@ def test_compile_without_a_cpp_compiler_is_one_line(compose_cfg, tmp_path, monke
     monkeypatch.setattr("ntm_repro.training.run.shutil.which", lambda name: None)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler on the CPU .*set train.compile=false"):
-        train(compose_cfg("train.compile=true"), tmp_path)
+        train(compose_cfg("model.engine=reference", "train.compile=true"), tmp_path)
 
 
 def compiled_model(cfg):

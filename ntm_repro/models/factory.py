@@ -11,11 +11,11 @@ from ntm_repro.errors import ConfigError, choice, positive
 from ntm_repro.memory.init import MEMORY_INITS
 from ntm_repro.memory.topology import MIX_FORMS, MixingError, Topology
 from ntm_repro.models.controller import ACTIVATIONS, LSTM_BIASES, FeedforwardController, LSTMController
+from ntm_repro.models.engines import ENGINES, resolve_engine
 from ntm_repro.models.lstm_baseline import LSTMBaseline
 from ntm_repro.models.ntm import NTM
 
 MODEL_TYPES = ("ntm", "lstm")
-ENGINES = ("reference", "fused")
 CONTROLLER_TYPES = ("lstm", "feedforward")
 
 
@@ -81,7 +81,7 @@ def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_s
             mix_b=mix_b,
             learn_mix=learn_mix,
             mix_form=mix_form,
-            engine=choice(model.get("engine", "reference"), "model.engine", ENGINES),
+            engine=resolve_engine(choice(model.get("engine", "fused"), "model.engine", ENGINES)),
         )
     except MixingError as error:  # the mixer's own check, named by the config keys that set it
         raise ConfigError(

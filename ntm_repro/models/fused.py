@@ -178,6 +178,7 @@ class FusedSequence(torch.autograd.Function):
         dreads0 = torch.empty(k, b, saved["reads"].shape[-1], dtype=dtype)
         dweights0 = torch.empty(k, b, heads, locations, dtype=dtype)
         dstate0 = torch.empty(k, b, layers, 2, hsize, dtype=dtype)
+        dx = torch.empty(k, b, t, c0 - saved["reads"].shape[-1], dtype=dtype)
         names = ["ctrl_in", "gates", "cells", "hidden", "params", "sims", "wcs", "wgs", "wss", "ws", "memory",
                  "memory_written", "norms"]
         kernels.backward(
@@ -187,7 +188,7 @@ class FusedSequence(torch.autograd.Function):
             *(saved[name].numpy() for name in names),
             _numpy(dtops), _numpy(dreads),
             dgates.numpy(), dparams.numpy(), dmix_ab.numpy(), dmem0.numpy(), dreads0.numpy(), dweights0.numpy(),
-            dstate0.numpy(),
+            dstate0.numpy(), dx.numpy(),
         )
         # weight gradients: one product over all steps and batch elements per matrix
         hidden, ctrl_in = saved["hidden"], saved["ctrl_in"]
@@ -205,7 +206,7 @@ class FusedSequence(torch.autograd.Function):
         dproj = torch.einsum("kbtp,kbtlh->klph", dparams, hidden[:, :, 1:])
         dproj_bias = dparams.sum(dim=(1, 2))
         return (
-            None, None, dw_in, dw_hh, dbias, dproj, dproj_bias, dmix_ab,
+            None, dx, dw_in, dw_hh, dbias, dproj, dproj_bias, dmix_ab,
             dmem0.sum(1), dreads0.sum(1), dweights0.sum(1), dstate0.sum(1),
         )
 

@@ -384,13 +384,14 @@ def backward(
     ctrl_in, gates, cells, hidden, params, sims, wcs, wgs, wss, ws, memory, memory_written, norms,
     dtops, dreads,
     # filled
-    dgates, dparams, dmix_ab, dmem0, dreads0, dweights0, dstate0,
+    dgates, dparams, dmix_ab, dmem0, dreads0, dweights0, dstate0, dx,
 ):
     """Back-propagation through time of :func:`forward`, given the gradients of the top
     layer's outputs dtops (K, B, T, H) and of the reads dreads (K, B, T, R). Fills, per
     step, dgates (K, B, T, L, G): the gradient of each layer's pre-activations, and
     dparams (K, B, T, P): of the raw head parameters (the caller turns both into weight
-    gradients with one product over all steps); and, summed over the batch, the gradients
+    gradients with one product over all steps); dx (K, B, T, I): of the inputs; and,
+    summed over the batch, the gradients
     of the mixing coefficients dmix_ab (K, M, 2); per batch element, of the initial state:
     dmem0 (K, B, NB, N, W), dreads0 (K, B, R), dweights0 (K, B, HH, N), dstate0
     (K, B, L, 2, H)."""
@@ -554,6 +555,7 @@ def backward(
                     else:
                         _matvec_t_add(w_in[k, l], 0, hsize, dg, dbelow)
                 dr[:] = dctrl[n_in:]
+                dx[k, b, t] = dctrl[:n_in]
             # the initial state's gradients
             dmem0[k, b] = dmem
             dreads0[k, b] = dr

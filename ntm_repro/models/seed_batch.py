@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from ntm_repro.models.engines import fused_applies
 from ntm_repro.models.ntm import NTM
 from ntm_repro.tasks.base import Episode
 
@@ -72,8 +73,7 @@ class SeedBatch(nn.Module):
 
             self.layout = Layout.of(models[0])
             self._derived = vmap(self._call(_Method(template, lambda net: derived_tensors(net, self.layout))))
-            self._readout = vmap(self._call(_Method(template, NTM.readout)))
-        elif isinstance(template, NTM):
+        if isinstance(template, NTM):  # the reference step also serves a fused model's batches the loops cannot take
             self._init = vmap(self._call(_Method(template, NTM.initial_state)), in_dims=(0, 0, None))
             self._step = vmap(self._call(_Method(template, _ntm_step)))
             self._readout = vmap(self._call(_Method(template, NTM.readout)))
@@ -103,7 +103,7 @@ class SeedBatch(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """``inputs`` (K, B, T, I), seed k's batch in row k -> logits (K, B, T, O)."""
         params, buffers = self._tensors()
-        if self.fused:
+        if self.fused and fused_applies("fused", inputs):
             from ntm_repro.models.fused import FusedSequence
 
             tops, reads = FusedSequence.apply(self.layout, inputs, *self._derived(params, buffers))

@@ -127,8 +127,9 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     task, network = _seed_network(cfg)
     networks = [network] + [_seed_network(seed_cfg)[1] for seed_cfg in cfgs[1:]]
     check_memory_capacity(task, cfg.model)
-    compiled = bool(cfg.train.get("compile", False)) and cfg.model.get("engine", "reference") == "reference"
-    model = trainable_model(networks, compiled)  # the fused engine is compiled code already
+    # the fused engine is compiled code already: train.compile is for the reference's time step
+    compiled = bool(cfg.train.get("compile", False)) and getattr(network, "engine", "reference") == "reference"
+    model = trainable_model(networks, compiled)
     learner = SequenceLearner(
         model,
         build_optimizer(cfg.optimizer),
