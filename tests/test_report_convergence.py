@@ -1,4 +1,4 @@
-"""The windowed convergence rule and loss spikes, on hand-made logs with outcomes worked
+"""The windowed convergence rule, loss spikes and collapses, on hand-made logs with outcomes worked
 out by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ntm_repro.report.stats import Criteria, first_reached, held_from, outcome, spike_points, spike_starts
+from ntm_repro.report.stats import Criteria, collapses, first_reached, held_from, outcome, spike_points, spike_starts
 
 CRITERIA = Criteria()  # criterion 0.1, window 0.1, min_points 5
 EVERY_1000 = np.arange(1, 21) * 1000.0  # 20 validation points, the last at the budget of 20,000
@@ -125,3 +125,14 @@ def test_the_baseline_is_the_preceding_window(window):
     assert np.flatnonzero(flags).tolist() == list(range(60, 60 + window // 2))
     assert spike_starts(np.arange(100), costs, window, 1.0) == (60,)
     assert spike_starts(np.arange(100), costs, window, 10.0) == ()  # 10 bits above is not more than 10
+
+
+def test_collapses_count_each_fall_back_after_learning():
+    """Returns above 10 bit errors after first reaching below 1, each excursion once."""
+    assert collapses([40, 30, 12, 11, 40], 1.0, 10.0) == 0  # never learned: high is not a collapse
+    assert collapses([40, 0.5, 20, 30, 0.2, 0.1], 1.0, 10.0) == 1  # two high points in a row: one
+    assert collapses([40, 0.5, 20, 0.3, 35, 0.1, 11], 1.0, 10.0) == 3  # the last one unrecovered too
+    assert collapses([40, 0.5, 9.9, 5, 0.1], 1.0, 10.0) == 0  # up, but not above 10
+    assert collapses([40, 1.0, 20], 1.0, 10.0) == 0  # 1.0 is not below 1
+    assert collapses([40, 0.9, np.nan, 20], 1.0, 10.0) == 1  # a NaN point neither learns nor collapses
+    assert collapses([], 1.0, 10.0) == 0

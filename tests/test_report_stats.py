@@ -87,6 +87,14 @@ def test_per_run_and_per_group():
     assert groups.loc["ntm", ["first_reached_median", "first_reached_min", "first_reached_max"]].tolist() == [300, 100, 500]
     assert groups.loc["ntm", ["spikes", "runs_with_spikes", "final_runs"]].tolist() == [1, 1, 3]
     assert groups.loc["lstm", "final_bit_errors_median"] == pytest.approx(BELOW)  # of 0.01, 0.01, 3.0, 0.01
+    assert (stats["collapses"] == 0).all()  # 3 bit errors is no collapse at the default 10
+    # counting returns above 2 instead: run a (below at 100, 3.0 at 200, then held) and run e
+    # (below 400-800, 3.0 after) collapsed once; c (diverged) was never above
+    strict = per_run(runs, metrics, Criteria(collapse_above=2.0)).set_index("run")
+    assert strict["collapses"].to_dict() == {"a": 1, "b": 0, "c": 0, "g": 0, "d": 0, "e": 1, "f": 0, "h": 0}
+    strict_groups = per_group(strict.reset_index()).set_index("label")
+    assert strict_groups.loc["ntm", ["collapses", "runs_collapsed"]].tolist() == [1, 1]
+    assert strict_groups.loc["lstm", ["collapses", "runs_collapsed"]].tolist() == [1, 1]
 
 
 def test_per_seed_generalisation_carries_each_runs_outcome():

@@ -66,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--spike-window", type=_positive(int), default=defaults.spike_window,
         help="loss spike: training points before each point that its median and MAD come from (default: %(default)s)",
     )
+    parser.add_argument(
+        "--collapse", nargs=2, type=_positive(), default=[defaults.collapse_reached, defaults.collapse_above],
+        metavar=("REACHED", "ABOVE"),
+        help="collapse: validation bit errors back above ABOVE after first reaching below REACHED (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed (default: %(default)s)")
     return parser.parse_args(argv)
 
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     name = args.name or Path(args.paths[0]).resolve().name
     criteria = Criteria(
         bit_errors=args.criterion, window=args.window, min_points=args.min_points,
-        spike_bits=args.spike_bits, spike_window=args.spike_window, seed=args.seed,
+        spike_bits=args.spike_bits, spike_window=args.spike_window,
+        collapse_reached=args.collapse[0], collapse_above=args.collapse[1], seed=args.seed,
     )
     try:
         writer = write_report(reading, criteria, args.out, name, args.paths)

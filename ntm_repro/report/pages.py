@@ -208,6 +208,7 @@ def summary_table(groups: pd.DataFrame) -> pd.DataFrame:
                 groups, "first_reached_median", "first_reached_min", "first_reached_max", ",.0f"
             ),
             "loss spikes (runs with any)": [f"{s} ({r})" for s, r in zip(groups["spikes"], groups["runs_with_spikes"])],
+            "collapses (runs with any)": [f"{c} ({r})" for c, r in zip(groups["collapses"], groups["runs_collapsed"])],
             **{
                 f"final val {title}, median [IQR]": _ranges(groups, *(f"final_{metric}_{q}" for q in ("median", "q1", "q3")))
                 for metric, title in (("cost_bits", "cost (bits)"), ("bit_errors", "bit errors"))

@@ -32,12 +32,15 @@ class Criteria:
     min_points: int = 5  # validation points judged at least
     spike_bits: float = 1.0  # bits per sequence a spike exceeds the preceding median by, at least
     spike_window: int = 50  # training points the median and MAD of a spike's baseline come from
+    collapse_reached: float = 1.0  # a collapse: validation bit errors back above collapse_above ...
+    collapse_above: float = 10.0  # ... after the run first reached below collapse_reached
     seed: int = 0
 
     def options(self) -> str:
         return (
             f"--criterion {self.bit_errors:g} --window {self.window:g} --min-points {self.min_points} "
-            f"--spike-bits {self.spike_bits:g} --spike-window {self.spike_window} --seed {self.seed}"
+            f"--spike-bits {self.spike_bits:g} --spike-window {self.spike_window} "
+            f"--collapse {self.collapse_reached:g} {self.collapse_above:g} --seed {self.seed}"
         )
 
     def convergence_rule(self) -> str:
@@ -61,11 +64,19 @@ class Criteria:
             "counts compare across models in absolute terms."
         )
 
+    def collapse_rule(self) -> str:
+        return (
+            f"Collapses, in every run: on the validation points, each return above {self.collapse_above:g} bit errors "
+            f"per sequence after the run first reached below {self.collapse_reached:g} (consecutive points above are "
+            "one collapse), so a run that learned the task and lost it counts, whatever its end."
+        )
+
     def describe(self) -> list[str]:
         return [
             self.convergence_rule() + " Runs still running (or killed) are judged on the points logged so far. "
             "Sequences to converge: median and range over the converged runs.",
             self.spike_rule(),
+            self.collapse_rule(),
             "Final validation metrics: the last validation point of each run that did not diverge or fail "
             "(median and interquartile range).",
             "Model comparison within a task: sequences to converge, every run of both models, a run that did not "
@@ -137,6 +148,15 @@ def spike_starts(sequences: np.ndarray, costs: np.ndarray, window: int, bits: fl
     return tuple(int(s) for s in np.asarray(sequences)[starts])
 
 
+def collapses(bit_errors: np.ndarray, reached: float, above: float) -> int:
+    """Returns above ``above`` after the first point below ``reached`` (points in order):
+    each maximal run of consecutive points above counts once."""
+    errors = np.asarray(bit_errors, dtype=float)
+    learned = np.logical_or.accumulate(errors < reached)
+    high = (errors > above) & learned
+    return int((high & ~np.concatenate([[False], high[:-1]])).sum())
+
+
 def _points(metrics: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
     """Each run's rows of ``split``, in order of sequences."""
     return dict(tuple(metrics[metrics["split"] == split].sort_values(["run", "sequences"]).groupby("run")))
@@ -144,8 +164,8 @@ def _points(metrics: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
 
 def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd.DataFrame:
     """One row per run: outcome (its status if diverged or failed), converged, sequences to
-    converge, first reached, held from, loss spikes, final validation cost and bit errors,
-    the last sequences logged."""
+    converge, first reached, held from, loss spikes, collapses, final validation cost and
+    bit errors, the last sequences logged."""
     val, train, empty = _points(metrics, "val"), _points(metrics, "train"), metrics.iloc[:0]
     rows = []
     for run in runs.itertuples():
@@ -172,6 +192,7 @@ def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd
                 "held_from": held,
                 "spikes": len(spikes),
                 "spike_sequences": spikes,
+                "collapses": collapses(errors, criteria.collapse_reached, criteria.collapse_above),
                 "final_cost_bits": costs[-1] if counted and len(costs) else math.nan,
                 "final_bit_errors": errors[-1] if counted and len(errors) else math.nan,
                 "last_sequences": seqs[-1] if len(seqs) else math.nan,
@@ -230,7 +251,7 @@ def _spread(values: pd.Series) -> tuple[float, float, float]:
 def per_group(run_stats: pd.DataFrame) -> pd.DataFrame:
     """One row per task and model (label): runs, runs of each outcome, held from (sequences
     to converge) and first reached over the converged runs (median, min, max), loss spikes
-    and runs with any, final metrics (median and quartiles)."""
+    and runs with any, collapses and runs with any, final metrics (median and quartiles)."""
     rows = []
     for (task, label), group in run_stats.groupby(["task", "label"], sort=False):
         converged = group[group["converged"]]
@@ -241,6 +262,8 @@ def per_group(run_stats: pd.DataFrame) -> pd.DataFrame:
         row |= {
             "spikes": int(group["spikes"].sum()),
             "runs_with_spikes": int((group["spikes"] > 0).sum()),
+            "collapses": int(group["collapses"].sum()),
+            "runs_collapsed": int((group["collapses"] > 0).sum()),
             "final_runs": int(group["final_cost_bits"].notna().sum()),
         }
         for metric in ("cost_bits", "bit_errors"):
