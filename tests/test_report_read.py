@@ -162,12 +162,12 @@ def test_variants_come_from_the_overrides_that_differ(tmp_path):
 def test_settings_that_do_not_change_the_science_do_not_split_runs(tmp_path):
     make_run(tmp_path, "0_ntm1_copy_s0", model="ntm1", overrides=(
         "model.topology.mixing=convex", "threads=1", "logger=csv", "resume=false", "seed_batch.enabled=true",
-        "train.compile=true",
+        "train.compile=true", "model.engine=fused",
     ))
     make_run(tmp_path, "1_ntm1_copy_s1", model="ntm1", seed=1, overrides=(
         "model.topology.mixing=convex", "threads=4", "logger=csv_wandb", "logger.wandb.mode=offline", "resume=true",
         "seed_batch.enabled=false", "seed_batch.jobs=1", "train.compile=false", "train.checkpoint_every=0",
-        "hydra.launcher.n_jobs=2",
+        "hydra.launcher.n_jobs=2", "model.engine=reference",
     ))
     make_run(tmp_path, "2_ntm1_copy_s0", model="ntm1", overrides=("model.topology.mixing=free", "threads=1"))
     reading = read_runs([str(tmp_path)])
