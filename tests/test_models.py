@@ -426,3 +426,20 @@ def test_ntm3_heads_are_fed_by_their_own_controller_layer():
     # the model runs and its weightings are distributions
     _, trace = model(torch.rand(2, 3, 3), trace=True)
     torch.testing.assert_close(trace.write_weights.sum(-1), torch.ones(2, 3, 2))
+
+
+@pytest.mark.parametrize("layers, skip, bias, learn_init", [
+    (1, False, "double", True), (3, True, "double", True), (3, False, "single", False), (2, True, "single", True),
+])
+def test_lstm_baseline_over_whole_sequences_equals_stepping(layers, skip, bias, learn_init):
+    """The baseline's forward (torch's LSTM layer by layer over the whole sequence) and its
+    step-by-step form: the same outputs and parameter gradients in float64."""
+    torch.manual_seed(layers)
+    net = LSTMBaseline(LSTMController(5, 6, layers, skip=skip, bias=bias, learn_init_state=learn_init), 4).double()
+    inputs = torch.rand(3, 9, 5, dtype=torch.float64)
+    target = torch.randn(3, 9, 4, dtype=torch.float64)
+    params = list(net.parameters())
+    whole, stepped = net(inputs), net._stepped(inputs)
+    torch.testing.assert_close(whole, stepped, rtol=1e-12, atol=1e-12)
+    for g_whole, g_stepped in zip(torch.autograd.grad((whole * target).sum(), params), torch.autograd.grad((stepped * target).sum(), params)):
+        torch.testing.assert_close(g_whole, g_stepped, rtol=1e-10, atol=1e-12)
