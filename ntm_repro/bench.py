@@ -66,7 +66,7 @@ class Bench:
             seed_initialisation(seed)
             networks.append(build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device))
         self.model = trainable_model(networks, compile_step).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, foreach=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=True)
         episode = self.task.episode(batch_size, self.task.parse_level(level), torch.Generator().manual_seed(0))
         self.episode = Episode(*(tensor.to(device) for tensor in episode))
         # every seed on the same episode; the loss sees the seeds' sequences side by side
@@ -130,7 +130,7 @@ class Bench:
         """Sequences per second of the same steps through Lightning's Trainer and our
         module (its metric bookkeeping included), without logging or validation."""
         learner = SequenceLearner(
-            self.model, partial(torch.optim.Adam, lr=1e-4, foreach=True), [self.episode], self.batch_size,
+            self.model, partial(torch.optim.Adam, lr=1e-4, fused=True), [self.episode], self.batch_size,
             log_every_steps=steps + 1, val_every_steps=steps + 1,
         )
         learner.on_train_start = lambda: None  # no validation before the first step

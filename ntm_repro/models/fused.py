@@ -40,6 +40,7 @@ class Layout:
     n_write: int
     shifts: np.ndarray  # (S,)
     proj_rows: tuple[np.ndarray, ...]  # per projection: the canonical row of each of its outputs
+    proj_whole: bool  # one projection emits every head parameter, in canonical order
 
     @classmethod
     def of(cls, net: NTM) -> "Layout":
@@ -64,22 +65,28 @@ class Layout:
             n_write=net.num_write,
             shifts=((-net.shift_index[:, 0]) % net.locations).numpy().astype(np.int64),
             proj_rows=tuple(emitted[a:b] for a, b in zip(starts[:-1], starts[1:])),
+            proj_whole=len(net.projections) == 1 and not net.permute_projection,
         )
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``, as a view when there is one tensor (a network alone, one layer)."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
 def _controller_tensors(net: NTM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """w_in (L, G, Cmax) zero-padded, w_hh (L, G, H), bias (L, G) of one network."""
     c = net.controller
     if isinstance(c, LSTMController):
-        w_ih, w_hh = list(c.weight_ih), torch.stack(list(c.weight_hh))
+        w_ih, w_hh = list(c.weight_ih), _stack(list(c.weight_hh))
         bias = [b if c.bias_hh is None else b + c.bias_hh[l] for l, b in enumerate(c.bias_ih)]
     else:
         w_ih = [layer.weight for layer in c.layers]
         bias = [layer.bias for layer in c.layers]
         w_hh = w_ih[0].new_zeros(len(w_ih), c.size, c.size)
     widest = max(w.shape[1] for w in w_ih)
-    w_in = torch.stack([F.pad(w, (0, widest - w.shape[1])) for w in w_ih])
-    return w_in, w_hh, torch.stack(bias)
+    w_in = _stack([w if w.shape[1] == widest else F.pad(w, (0, widest - w.shape[1])) for w in w_ih])
+    return w_in, w_hh, _stack(bias)
 
 
 def _head_tensors(net: NTM, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,6 +95,9 @@ def _head_tensors(net: NTM, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]
     size = net.controller.layer_sizes[0]
     total = sum(p.out_features for p in net.projections)
     ref = net.projections[0].weight
+    if layout.proj_whole:  # the weights as they are: no scatter
+        proj = [ref if layer == net.feeding_layers[0] else ref.new_zeros(total, size) for layer in range(len(layout.feeds))]
+        return _stack(proj), net.projections[0].bias
     proj = [ref.new_zeros(total, size) for _ in net.controller.layer_sizes]
     bias = ref.new_zeros(total)
     for projection, layer, rows in zip(net.projections, net.feeding_layers, layout.proj_rows):
@@ -217,6 +227,6 @@ def fused_forward(nets: list[NTM], inputs: torch.Tensor) -> torch.Tensor:
     worked out once and kept on the first network."""
     layout = nets[0].__dict__.get("_fused_layout") or nets[0].__dict__.setdefault("_fused_layout", Layout.of(nets[0]))
     per_net = [derived_tensors(net, layout) for net in nets]
-    stacked = [torch.stack(parts) for parts in zip(*per_net)]
+    stacked = [_stack(list(parts)) for parts in zip(*per_net)]
     tops, reads = FusedSequence.apply(layout, inputs, *stacked)
     return torch.stack([net.readout(tops[k], reads[k]) for k, net in enumerate(nets)])

@@ -29,6 +29,19 @@ SOFTPLUS_THRESHOLD = 20.0  # torch.nn.functional.softplus: x itself above this
 
 _jit = numba.njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
+# exp(x) = 2^k exp(r), k = round(x / ln 2), |r| <= ln(2) / 2 (Cody & Waite's split of ln 2),
+# exp(r) by its Taylor polynomial: degree 12 in float64 (truncation < 2e-16 relative),
+# degree 7 in float32; 2^k built from its exponent bits. Pure arithmetic, so the compiler
+# vectorises it (a call to libm's exp per element it cannot).
+_LOG2E = 1.4426950408889634
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13))
+_F32 = np.float32
+_LOG2E32, _LN2_HI32, _LN2_LO32 = _F32(_LOG2E), _F32(0.693359375), _F32(-2.12194440e-4)
+_EXP_TAYLOR32 = tuple(_F32(c) for c in _EXP_TAYLOR[:8])
+_EXP_RANGE32 = (_F32(-87.0), _F32(88.0))  # exp stays a normal float32
+_EXP_RANGE64 = (-708.0, 709.0)
+
 
 @_jit
 def _sigmoid(x):
@@ -46,14 +59,70 @@ def _softplus_grad(x):
 
 
 @_jit
-def _softmax(z, out):
+def _exp_inplace(v, n, buf):
+    """v[:n] = exp(v[:n]) (see _EXP_TAYLOR), arguments clamped to the range where exp is a
+    normal float of v's dtype; ``buf``: a uint8 working array of at least 8n bytes."""
+    if v.itemsize == 4:
+        c0, c1, c2, c3, c4, c5, c6, c7 = _EXP_TAYLOR32
+        low, high = _EXP_RANGE32
+        bits, scale = buf.view(np.int32), buf.view(np.float32)
+        for i in range(n):
+            x = min(max(v[i], low), high)
+            k = math.floor(x * _LOG2E32 + _F32(0.5))
+            r = (x - k * _LN2_HI32) - k * _LN2_LO32
+            v[i] = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * c7))))))
+            bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
+        for i in range(n):
+            v[i] *= scale[i]
+    else:
+        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 = _EXP_TAYLOR
+        low, high = _EXP_RANGE64
+        bits, scale = buf.view(np.int64), buf.view(np.float64)
+        for i in range(n):
+            x = min(max(np.float64(v[i]), low), high)
+            k = math.floor(x * _LOG2E + 0.5)
+            r = (x - k * _LN2_HI) - k * _LN2_LO
+            v[i] = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * (c7 + r * (c8 + r * (c9 + r * (c10 + r * (c11 + r * c12)))))))))))
+            bits[i] = (np.int64(k) + 1023) << 52
+        for i in range(n):
+            v[i] *= scale[i]
+
+
+@_jit
+def _sigmoid_inplace(v, o, n, buf):
+    """v[o : o + n] = sigmoid(v[o : o + n]) = 1 / (1 + exp(-v))."""
+    w = v[o : o + n]
+    for i in range(n):
+        w[i] = -w[i]
+    _exp_inplace(w, n, buf)
+    for i in range(n):
+        w[i] = 1.0 / (1.0 + w[i])
+
+
+@_jit
+def _tanh_inplace(v, o, n, buf):
+    """v[o : o + n] = tanh(v[o : o + n]) = 2 / (1 + exp(-2v)) - 1."""
+    w = v[o : o + n]
+    for i in range(n):
+        w[i] = -2.0 * w[i]
+    _exp_inplace(w, n, buf)
+    for i in range(n):
+        w[i] = 2.0 / (1.0 + w[i]) - 1.0
+
+
+@_jit
+def _softmax(z, out, buf):
     top = z.max()
+    n = z.shape[0]
+    for i in range(n):
+        out[i] = z[i] - top
+    _exp_inplace(out, n, buf)
     total = out.dtype.type(0)
-    for i in range(z.shape[0]):
-        out[i] = math.exp(z[i] - top)
+    for i in range(n):
         total += out[i]
-    for i in range(z.shape[0]):
-        out[i] /= total
+    scale = 1.0 / total
+    for i in range(n):
+        out[i] *= scale
 
 
 @_jit
@@ -104,7 +173,7 @@ def _head_params(p, o, width, n_shift):
 
 
 @_jit
-def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s):
+def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s, buf):
     """Graves et al. eqs. 5-9 for one head, its raw parameters at ``p[o:]``, on one block
     ``mem`` (N, W) with row norms ``norms``: fills sim, wc (content), wg (interpolated),
     ws (shifted), w (sharpened); ``s`` (S) receives the shift distribution."""
@@ -122,11 +191,11 @@ def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s):
             dot += key[j] * mem[i, j]
         sim[i] = dot / max(nk * norms[i], COSINE_EPS)
         scratch[i] = beta * sim[i]
-    _softmax(scratch, wc)
+    _softmax(scratch, wc, buf)
     gate = _sigmoid(gate_raw)
     for i in range(n):
         wg[i] = prev[i] + gate * (wc[i] - prev[i])
-    _softmax(shift_raw, s)
+    _softmax(shift_raw, s, buf)
     for i in range(n):
         acc = zero
         for j in range(shifts.shape[0]):
@@ -135,11 +204,11 @@ def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s):
     gamma = 1.0 + _softplus(gamma_raw)
     for i in range(n):
         scratch[i] = gamma * math.log(ws[i] + SHARPEN_EPS)
-    _softmax(scratch, w)
+    _softmax(scratch, w, buf)
 
 
 @_jit
-def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2, shift_scratch):
+def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, dkey_etc, dprev, scratch, scratch2, shift_scratch, buf):
     """Vector-Jacobian product of :func:`_address`: from dw (N) into dmem (N, W; row norms
     included), the raw parameters (dkey_etc: key W, beta, gate, shift S, gamma; written)
     and dprev (N; added). ``shift_scratch`` (3, S) is working space."""
@@ -156,7 +225,7 @@ def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, 
         scratch[i] = scratch[i] * gamma / (ws[i] + SHARPEN_EPS)  # dws
     # circular shift: ws_i = sum_j s_j wg[(i - shift_j) mod N]
     s, ds, dshift = shift_scratch[0], shift_scratch[1], shift_scratch[2]
-    _softmax(shift_raw, s)
+    _softmax(shift_raw, s, buf)
     ds[:] = 0.0
     for i in range(n):
         scratch2[i] = 0.0
@@ -270,6 +339,7 @@ def forward(
     dtype = memory.dtype
     scratch = np.empty(n_loc, dtype)
     shift_dist = np.empty(n_shift, dtype)
+    buf = np.empty(8 * max(n_loc, 4 * hsize), np.uint8)  # _exp_inplace's working space
     erase = np.empty((n_write, 2 * width), dtype)
     for k in range(n_k):
         for b in range(n_b):
@@ -301,26 +371,25 @@ def forward(
                     h_new = hidden[k, b, t + 1, l]
                     if kind == 0:
                         _matvec_add(w_hh[k, l], 0, hsize, hidden[k, b, t, l], g)
+                        _sigmoid_inplace(g, 0, 2 * hsize, buf)  # i, f
+                        _tanh_inplace(g, 2 * hsize, hsize, buf)  # g
+                        _sigmoid_inplace(g, 3 * hsize, hsize, buf)  # o
                         c_old, c_new = cells[k, b, t, l], cells[k, b, t + 1, l]
                         for j in range(hsize):
-                            gi = _sigmoid(g[j])
-                            gf = _sigmoid(g[hsize + j])
-                            gg = math.tanh(g[2 * hsize + j])
-                            go = _sigmoid(g[3 * hsize + j])
-                            g[j], g[hsize + j], g[2 * hsize + j], g[3 * hsize + j] = gi, gf, gg, go
-                            c_new[j] = gf * c_old[j] + gi * gg
-                            h_new[j] = go * math.tanh(c_new[j])
-                    else:
+                            c_new[j] = g[hsize + j] * c_old[j] + g[j] * g[2 * hsize + j]
+                            h_new[j] = c_new[j]
+                        _tanh_inplace(h_new, 0, hsize, buf)
                         for j in range(hsize):
-                            v = g[j]
-                            if act == 0:
-                                v = _sigmoid(v)
-                            elif act == 1:
-                                v = math.tanh(v)
-                            else:
-                                v = max(v, 0.0)
-                            g[j] = v
-                            h_new[j] = v
+                            h_new[j] *= g[3 * hsize + j]
+                    else:
+                        if act == 0:
+                            _sigmoid_inplace(g, 0, hsize, buf)
+                        elif act == 1:
+                            _tanh_inplace(g, 0, hsize, buf)
+                        else:
+                            for j in range(hsize):
+                                g[j] = max(g[j], 0.0)
+                        h_new[:] = g
                 # 2. head parameters
                 p = params[k, b, t]
                 p[:] = proj_bias[k]
@@ -334,7 +403,7 @@ def forward(
                     blk = head_block[h]
                     _address(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
-                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist)
+                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist, buf)
                 # M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h: every erase, then every add
                 m_w = memory_written[k, b, t]
                 m_w[:] = m_old
@@ -368,7 +437,7 @@ def forward(
                     blk = head_block[h]
                     _address(m_new[blk], norms[k, b, t + 1, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
-                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist)
+                             wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist, buf)
                     w, o = ws[k, b, t + 1, h], hr * width
                     r[o : o + width] = 0.0
                     for i in range(n_loc):
@@ -422,6 +491,8 @@ def backward(
     dctrl = np.empty(c0, dtype)  # gradient of the controller input [x_t, r_{t-1}]
     dhead = np.empty(a_width, dtype)
     erase = np.empty((n_write, 2 * width), dtype)
+    buf = np.empty(8 * max(n_loc, hsize), np.uint8)  # _exp_inplace's working space
+    tanh_c = np.empty(hsize, dtype)
     keep = np.empty(width, dtype)  # the erase factors' product on one memory row
     others = np.empty(width, dtype)  # the same without one head's factor
     for k in range(n_k):
@@ -454,7 +525,7 @@ def backward(
                     _address_back(m_new[blk], norms[k, b, t + 1, blk], p, o, ws[k, b, t, h],
                                   shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                                   wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
-                                  scratch, scratch2, shift_scratch)
+                                  scratch, scratch2, shift_scratch, buf)
                     dp[o : o + a_width] += dhead
                 # 4. mixing, in reverse order: dmem becomes the gradient of the written memory
                 dmem_w[:] = dmem
@@ -508,7 +579,7 @@ def backward(
                     _address_back(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                                   shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                                   wss[k, b, t + 1, h], ws[k, b, t + 1, h], dw_next[h], dmem[blk], dhead, dw_prev[h],
-                                  scratch, scratch2, shift_scratch)
+                                  scratch, scratch2, shift_scratch, buf)
                     dp[o : o + a_width] += dhead
                 dw_next[:] = dw_prev
                 # 2. head parameters -> layers; 1. controller, top layer first
@@ -526,9 +597,11 @@ def backward(
                     dg = dgates[k, b, t, l]
                     if kind == 0:
                         c_old, c_new = cells[k, b, t, l], cells[k, b, t + 1, l]
+                        tanh_c[:] = c_new
+                        _tanh_inplace(tanh_c, 0, hsize, buf)
                         for j in range(hsize):
                             gi, gf, gg, go = g[j], g[hsize + j], g[2 * hsize + j], g[3 * hsize + j]
-                            tc = math.tanh(c_new[j])
+                            tc = tanh_c[j]
                             dcell = dc[l, j] + dh_layer[j] * go * (1.0 - tc * tc)
                             dg[j] = dcell * gg * gi * (1.0 - gi)
                             dg[hsize + j] = dcell * c_old[j] * gf * (1.0 - gf)
