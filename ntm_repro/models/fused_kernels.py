@@ -293,6 +293,75 @@ def _erase_add(p, start, width, n_write, out):
 
 
 @_jit
+def _erase_add_back(dmem_w, m_old, w_t, erase, head_block, n_write, dmem, dw, dp, erase_start, keep, others, acc_ea):
+    """Vector-Jacobian product of the writes ``M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h``
+    (each block, its write heads): from dmem_w (the gradient of M') into dmem (of M;
+    written), dw (each head's weighting; added) and dp (the raw erase logits and add
+    vectors; added). A block one head writes, the usual case, takes a single pass per row."""
+    n_blocks, n_loc, width = dmem_w.shape
+    zero, one = dmem.dtype.type(0), dmem.dtype.type(1)
+    acc_ea[:] = zero  # [h, 0]: sum_i w_i (dM' M others)_ij, [h, 1]: sum_i w_i dM'_ij
+    for blk in range(n_blocks):
+        writers = 0
+        only = 0
+        for h in range(n_write):
+            if head_block[h] == blk:
+                writers += 1
+                only = h
+        if writers == 0:
+            dmem[blk] = dmem_w[blk]
+        elif writers == 1:
+            w, e, a, de, da = w_t[only], erase[only, :width], erase[only, width:], acc_ea[only, 0], acc_ea[only, 1]
+            for i in range(n_loc):
+                wi = w[i]
+                acc = zero
+                for j in range(width):
+                    g = dmem_w[blk, i, j]
+                    gm = g * m_old[blk, i, j]
+                    dmem[blk, i, j] = g * (one - wi * e[j])
+                    acc += g * a[j] - gm * e[j]
+                    de[j] += gm * wi
+                    da[j] += g * wi
+                dw[only, i] += acc
+        else:
+            for i in range(n_loc):
+                for j in range(width):
+                    keep[j] = one
+                for h in range(n_write):
+                    if head_block[h] == blk:
+                        wi = w_t[h, i]
+                        for j in range(width):
+                            keep[j] *= one - wi * erase[h, j]
+                for j in range(width):
+                    dmem[blk, i, j] = dmem_w[blk, i, j] * keep[j]
+                for h in range(n_write):
+                    if head_block[h] != blk:
+                        continue
+                    for j in range(width):
+                        others[j] = one  # the other heads' erase factors on this row
+                    for h2 in range(n_write):
+                        if h2 != h and head_block[h2] == blk:
+                            w2 = w_t[h2, i]
+                            for j in range(width):
+                                others[j] *= one - w2 * erase[h2, j]
+                    wi = w_t[h, i]
+                    acc = zero
+                    for j in range(width):
+                        g = dmem_w[blk, i, j]
+                        gm = g * m_old[blk, i, j] * others[j]
+                        acc += g * erase[h, width + j] - gm * erase[h, j]
+                        acc_ea[h, 0, j] += gm * wi
+                        acc_ea[h, 1, j] += g * wi
+                    dw[h, i] += acc
+    for h in range(n_write):
+        o = erase_start + h * 2 * width
+        for j in range(width):
+            e = erase[h, j]
+            dp[o + j] -= acc_ea[h, 0, j] * e * (one - e)  # through e = sigmoid(logit)
+            dp[o + width + j] += acc_ea[h, 1, j]
+
+
+@_jit
 def _row_norms(mem, norms):
     for i in range(mem.shape[0]):
         acc = norms.dtype.type(0)
@@ -495,6 +564,7 @@ def backward(
     tanh_c = np.empty(hsize, dtype)
     keep = np.empty(width, dtype)  # the erase factors' product on one memory row
     others = np.empty(width, dtype)  # the same without one head's factor
+    de_acc = np.empty((n_write, 2, width), dtype)  # each write head's erase and add gradients over the rows
     for k in range(n_k):
         for b in range(n_b):
             dmem[:] = 0.0
@@ -545,34 +615,8 @@ def backward(
                     dmix_ab[k, m, 1] += db
                 # 3. erase and add (M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h), then write addressing on M_{t-1}
                 _erase_add(p, erase_start, width, n_write, erase)
-                w_t = ws[k, b, t + 1]
-                for blk in range(n_blocks):
-                    for i in range(n_loc):
-                        keep[:] = 1.0
-                        for h in range(n_write):
-                            if head_block[h] == blk:
-                                for j in range(width):
-                                    keep[j] *= 1.0 - w_t[h, i] * erase[h, j]
-                        for j in range(width):
-                            dmem[blk, i, j] = dmem_w[blk, i, j] * keep[j]  # blocks no head writes: keep = 1
-                        for h in range(n_write):
-                            if head_block[h] != blk:
-                                continue
-                            others[:] = 1.0  # the other heads' erase factors on this row
-                            for h2 in range(n_write):
-                                if h2 != h and head_block[h2] == blk:
-                                    for j in range(width):
-                                        others[j] *= 1.0 - w_t[h2, i] * erase[h2, j]
-                            o = erase_start + h * 2 * width
-                            wi = w_t[h, i]
-                            acc = zero
-                            for j in range(width):
-                                g = dmem_w[blk, i, j]
-                                e = erase[h, j]
-                                acc += g * (erase[h, width + j] - m_old[blk, i, j] * e * others[j])
-                                dp[o + j] -= g * m_old[blk, i, j] * wi * others[j] * e * (1.0 - e)
-                                dp[o + width + j] += g * wi
-                            dw_next[h, i] += acc
+                _erase_add_back(dmem_w, m_old, ws[k, b, t + 1], erase, head_block, n_write, dmem, dw_next, dp, erase_start,
+                                keep, others, de_acc)
                 for h in range(n_write):
                     o = h * a_width
                     blk = head_block[h]
