@@ -159,10 +159,34 @@ def _matvec_t_add(w, c0, n, dy, out):
 
 
 @_jit
-def _shifted(i, shift, n):
-    """(i - shift) mod N for i, shift in [0, N), without an integer division."""
-    src = i - shift
-    return src + n if src < 0 else src
+def _circular(src, s, shifts, out):
+    """out_i = sum_j s_j src[(i - shift_j) mod N] (eq. 8), shift_j in [0, N): for each shift,
+    two contiguous runs of i (no index arithmetic per element)."""
+    n = out.shape[0]
+    out[:] = 0.0
+    for j in range(shifts.shape[0]):
+        shift, weight = shifts[j], s[j]
+        for i in range(shift, n):
+            out[i] += weight * src[i - shift]
+        for i in range(shift):
+            out[i] += weight * src[i - shift + n]
+
+
+@_jit
+def _circular_back(src, s, shifts, dout, dsrc, ds):
+    """Vector-Jacobian product of :func:`_circular`: dsrc (added) and ds (written)."""
+    n = dout.shape[0]
+    zero = ds.dtype.type(0)
+    for j in range(shifts.shape[0]):
+        shift, weight = shifts[j], s[j]
+        acc = zero
+        for i in range(shift, n):
+            acc += dout[i] * src[i - shift]
+            dsrc[i - shift] += weight * dout[i]
+        for i in range(shift):
+            acc += dout[i] * src[i - shift + n]
+            dsrc[i - shift + n] += weight * dout[i]
+        ds[j] = acc
 
 
 @_jit
@@ -196,11 +220,7 @@ def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s, buf
     for i in range(n):
         wg[i] = prev[i] + gate * (wc[i] - prev[i])
     _softmax(shift_raw, s, buf)
-    for i in range(n):
-        acc = zero
-        for j in range(shifts.shape[0]):
-            acc += s[j] * wg[_shifted(i, shifts[j], n)]
-        ws[i] = acc
+    _circular(wg, s, shifts, ws)
     gamma = 1.0 + _softplus(gamma_raw)
     for i in range(n):
         scratch[i] = gamma * math.log(ws[i] + SHARPEN_EPS)
@@ -226,15 +246,8 @@ def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, 
     # circular shift: ws_i = sum_j s_j wg[(i - shift_j) mod N]
     s, ds, dshift = shift_scratch[0], shift_scratch[1], shift_scratch[2]
     _softmax(shift_raw, s, buf)
-    ds[:] = 0.0
-    for i in range(n):
-        scratch2[i] = 0.0
-    for i in range(n):
-        g = scratch[i]
-        for j in range(ns):
-            src = _shifted(i, shifts[j], n)
-            ds[j] += g * wg[src]
-            scratch2[src] += s[j] * g  # dwg
+    scratch2[:] = 0.0
+    _circular_back(wg, s, shifts, scratch, scratch2, ds)  # scratch2: dwg
     # interpolation: wg = prev + gate (wc - prev)
     gate = _sigmoid(gate_raw)
     dgate = zero
@@ -261,16 +274,16 @@ def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, 
         product = nk * norms[i]
         den = max(product, COSINE_EPS)
         ddot = dsim / den
-        for j in range(width):
-            dkey_etc[j] += ddot * mem[i, j]
-            dmem[i, j] += ddot * key[j]
+        scale = zero  # d sim_i / d M_i through |M_i| (the floor, when it holds, has none)
         if product >= COSINE_EPS:
             dden = -dsim * sim[i] / den
             dnk += dden * norms[i]
             if norms[i] > 0.0:
                 scale = dden * nk / norms[i]
-                for j in range(width):
-                    dmem[i, j] += scale * mem[i, j]
+        for j in range(width):
+            m = mem[i, j]
+            dkey_etc[j] += ddot * m
+            dmem[i, j] += ddot * key[j] + scale * m
     if nk > 0.0:
         for j in range(width):
             dkey_etc[j] += dnk * key[j] / nk
