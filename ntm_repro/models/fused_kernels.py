@@ -306,6 +306,42 @@ def _erase_add(p, start, width, n_write, out):
 
 
 @_jit
+def _write(m_old, w_t, erase, head_block, n_write, m_w):
+    """Graves et al. eqs. 3-4, every write head on its block: M' = M prod_h (1 - w_h e_h) +
+    sum_h w_h a_h (all erases, then all adds) into m_w; ``erase`` (Hw, 2W): e_h, a_h. A
+    block one head writes, the usual case, takes a single pass."""
+    n_blocks, n_loc, width = m_old.shape
+    one = m_w.dtype.type(1)
+    for blk in range(n_blocks):
+        writers = 0
+        only = 0
+        for h in range(n_write):
+            if head_block[h] == blk:
+                writers += 1
+                only = h
+        if writers == 1:
+            w, e, a = w_t[only], erase[only, :width], erase[only, width:]
+            for i in range(n_loc):
+                wi = w[i]
+                for j in range(width):
+                    m_w[blk, i, j] = m_old[blk, i, j] * (one - wi * e[j]) + wi * a[j]
+            continue
+        m_w[blk] = m_old[blk]
+        for h in range(n_write):
+            if head_block[h] == blk:
+                w = w_t[h]
+                for i in range(n_loc):
+                    for j in range(width):
+                        m_w[blk, i, j] *= one - w[i] * erase[h, j]
+        for h in range(n_write):
+            if head_block[h] == blk:
+                w = w_t[h]
+                for i in range(n_loc):
+                    for j in range(width):
+                        m_w[blk, i, j] += w[i] * erase[h, width + j]
+
+
+@_jit
 def _erase_add_back(dmem_w, m_old, w_t, erase, head_block, n_write, dmem, dw, dp, erase_start, keep, others, acc_ea):
     """Vector-Jacobian product of the writes ``M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h``
     (each block, its write heads): from dmem_w (the gradient of M') into dmem (of M;
@@ -486,20 +522,9 @@ def forward(
                     _address(m_old[blk], norms[k, b, t, blk], p, o, ws[k, b, t, h],
                              shifts, sims[k, b, t + 1, h], wcs[k, b, t + 1, h], wgs[k, b, t + 1, h],
                              wss[k, b, t + 1, h], ws[k, b, t + 1, h], scratch, shift_dist, buf)
-                # M' = M prod_h (1 - w_h e_h) + sum_h w_h a_h: every erase, then every add
                 m_w = memory_written[k, b, t]
-                m_w[:] = m_old
                 _erase_add(p, erase_start, width, n_write, erase)
-                for h in range(n_write):
-                    blk, w = head_block[h], ws[k, b, t + 1, h]
-                    for i in range(n_loc):
-                        for j in range(width):
-                            m_w[blk, i, j] *= 1.0 - w[i] * erase[h, j]
-                for h in range(n_write):
-                    blk, w = head_block[h], ws[k, b, t + 1, h]
-                    for i in range(n_loc):
-                        for j in range(width):
-                            m_w[blk, i, j] += w[i] * erase[h, width + j]
+                _write(m_old, ws[k, b, t + 1], erase, head_block, n_write, m_w)
                 # 4. mixing
                 m_new = memory[k, b, t + 1]
                 m_new[:] = m_w
