@@ -41,6 +41,7 @@ class Layout:
     shifts: np.ndarray  # (S,)
     proj_rows: tuple[np.ndarray, ...]  # per projection: the canonical row of each of its outputs
     proj_whole: bool  # one projection emits every head parameter, in canonical order
+    input_widths: tuple[int, ...]  # each controller layer's input width (kernels._layer_inputs)
 
     @classmethod
     def of(cls, net: NTM) -> "Layout":
@@ -66,6 +67,10 @@ class Layout:
             shifts=((-net.shift_index[:, 0]) % net.locations).numpy().astype(np.int64),
             proj_rows=tuple(emitted[a:b] for a, b in zip(starts[:-1], starts[1:])),
             proj_whole=len(net.projections) == 1 and not net.permute_projection,
+            input_widths=tuple(
+                kernels._layer_inputs(l, controller.input_size, controller.size, bool(getattr(controller, "skip", False)))
+                for l in range(layers)
+            ),
         )
 
 
@@ -127,6 +132,21 @@ def derived_tensors(net: NTM, layout: Layout) -> list[torch.Tensor]:
     return [w_in, w_hh, bias, proj, proj_bias, mix_ab, *_initial_tensors(net)]
 
 
+def _joined(layout: Layout, w_in: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:
+    """The kernels' w_all (K, L, G, Cmax + H): per layer [W_ih (its input width), W_hh
+    (LSTM), zeros], so that a step is one matrix-vector product over [input, h_{t-1}]
+    (two products, the first over a short input, cost about three times as much)."""
+    k, layers, gates, widest = w_in.shape
+    hsize = w_hh.shape[-1]
+    joined = w_in.new_zeros(k, layers, gates, widest + hsize)
+    for l in range(layers):
+        width = layout.input_widths[l]
+        joined[:, l, :, :width] = w_in[:, l, :, :width]
+        if layout.kind == 0:
+            joined[:, l, :, width : width + hsize] = w_hh[:, l]
+    return joined
+
+
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().contiguous().numpy()
 
@@ -158,16 +178,16 @@ class FusedSequence(torch.autograd.Function):
             "norms": new(k, b, t + 1, blocks, locations),
             "reads": new(k, b, t + 1, reads_width),
         }
-        weights = [w_in, w_hh, bias, proj, proj_bias, mix_ab]
+        w_all = _joined(layout, w_in.detach(), w_hh.detach())
         kernels.forward(
             _numpy(x), layout.kind, layout.act, layout.skip,
-            *map(_numpy, weights[:5]), layout.feeds,
+            w_all.numpy(), *map(_numpy, (bias, proj, proj_bias)), layout.feeds,
             _numpy(mix_ab), layout.mix_target, layout.mix_source, layout.head_block, layout.n_write, layout.shifts,
             *map(_numpy, (mem0, reads0, weights0, state0)),
             *(tensor.numpy() for tensor in saved.values()),
         )
         ctx.layout = layout
-        ctx.save_for_backward(w_in, w_hh, proj, mix_ab, *saved.values())
+        ctx.save_for_backward(w_all, w_in, w_hh, proj, mix_ab, *saved.values())
         ctx.saved_names = list(saved)
         tops = saved["hidden"][:, :, 1:, -1]
         return tops, saved["reads"][:, :, 1:]
@@ -175,7 +195,7 @@ class FusedSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dtops, dreads):
         layout = ctx.layout
-        w_in, w_hh, proj, mix_ab, *rest = ctx.saved_tensors
+        w_all, w_in, w_hh, proj, mix_ab, *rest = ctx.saved_tensors
         saved = dict(zip(ctx.saved_names, rest))
         k, b, t, c0 = saved["ctrl_in"].shape
         dtype = dtops.dtype
@@ -193,7 +213,7 @@ class FusedSequence(torch.autograd.Function):
                  "memory_written", "norms"]
         kernels.backward(
             layout.kind, layout.act, layout.skip,
-            _numpy(w_in), _numpy(w_hh), _numpy(proj), layout.feeds,
+            _numpy(w_all.transpose(-1, -2)), _numpy(proj.transpose(-1, -2)), layout.feeds,
             _numpy(mix_ab), layout.mix_target, layout.mix_source, layout.head_block, layout.n_write, layout.shifts,
             *(saved[name].numpy() for name in names),
             _numpy(dtops), _numpy(dreads),

@@ -149,16 +149,6 @@ def _matvec_add(w, c0, n, x, out):
 
 
 @_jit
-def _matvec_t_add(w, c0, n, dy, out):
-    """out += w[:, c0 : c0 + n].T @ dy for a C-contiguous w (R, C)."""
-    for r in range(w.shape[0]):
-        g = dy[r]
-        if g != 0.0:
-            for c in range(n):
-                out[c] += w[r, c0 + c] * g
-
-
-@_jit
 def _circular(src, s, shifts, out):
     """out_i = sum_j s_j src[(i - shift_j) mod N] (eq. 8), shift_j in [0, N): for each shift,
     two contiguous runs of i (no index arithmetic per element)."""
@@ -187,6 +177,15 @@ def _circular_back(src, s, shifts, dout, dsrc, ds):
             acc += dout[i] * src[i - shift + n]
             dsrc[i - shift + n] += weight * dout[i]
         ds[j] = acc
+
+
+@_jit
+def _layer_inputs(l, c0, hsize, skip):
+    """Width of controller layer l's input: [x_t, r_{t-1}] (c0), with skip connections
+    and above the first layer followed by h^{l-1}_t, else h^{l-1}_t alone."""
+    if l == 0:
+        return c0
+    return c0 + hsize if skip else hsize
 
 
 @_jit
@@ -422,7 +421,7 @@ def _row_norms(mem, norms):
 @_jit
 def forward(
     x, kind, act, skip,
-    w_in, w_hh, bias, proj, proj_bias, feeds,
+    w_all, bias, proj, proj_bias, feeds,
     mix_ab, mix_target, mix_source, head_block, n_write, shifts,
     mem0, reads0, weights0, state0,
     # saved for backward (filled)
@@ -430,9 +429,10 @@ def forward(
 ):
     """Run every network k and batch element b over T steps.
 
-    x (K, B, T, I). Controller, per layer l: w_in (K, L, G, Cmax) (only the first in_l
-    columns used), w_hh (K, L, G, H) (LSTM), bias (K, L, G) (both LSTM biases summed),
-    G = 4H (LSTM) or H (feedforward). Heads: proj (K, L, P, H) in canonical layout (zero
+    x (K, B, T, I). Controller, per layer l: w_all (K, L, G, C) = [W_ih (the layer's
+    input width, :func:`_layer_inputs`), W_hh (H; LSTM), zeros], one matrix so that a step
+    is one matrix-vector product over [input, h_{t-1}]; bias (K, L, G) (both LSTM biases
+    summed), G = 4H (LSTM) or H (feedforward). Heads: proj (K, L, P, H) in canonical layout (zero
     rows for heads a layer does not feed), proj_bias (K, P), feeds (L,) whether layer l
     feeds heads. mix_ab (K, M, 2). Initial state: mem0 (K, NB, N, W), reads0 (K, R),
     weights0 (K, HH, N), state0 (K, L, 2, H) (h, c).
@@ -445,7 +445,7 @@ def forward(
     memory_written (K, B, T, NB, N, W) after the writes, before mixing; norms
     (K, B, T + 1, NB, N); reads (K, B, T + 1, R)."""
     n_k, n_b, n_t, n_in = x.shape
-    n_layers = w_in.shape[1]
+    n_layers = w_all.shape[1]
     hsize = hidden.shape[-1]
     heads = head_block.shape[0]
     n_read = heads - n_write
@@ -459,6 +459,7 @@ def forward(
     shift_dist = np.empty(n_shift, dtype)
     buf = np.empty(8 * max(n_loc, 4 * hsize), np.uint8)  # _exp_inplace's working space
     erase = np.empty((n_write, 2 * width), dtype)
+    z = np.empty(w_all.shape[3], dtype)  # a layer's [input, h_{t-1}]
     for k in range(n_k):
         for b in range(n_b):
             memory[k, b, 0] = mem0[k]
@@ -477,18 +478,18 @@ def forward(
                 for l in range(n_layers):
                     g = gates[k, b, t, l]
                     g[:] = bias[k, l]
-                    if l == 0:
-                        _matvec_add(w_in[k, 0], 0, c0, inp, g)
-                    else:
-                        below = hidden[k, b, t + 1, l - 1]
-                        if skip:
-                            _matvec_add(w_in[k, l], 0, c0, inp, g)
-                            _matvec_add(w_in[k, l], c0, hsize, below, g)
-                        else:
-                            _matvec_add(w_in[k, l], 0, hsize, below, g)
+                    width_in = _layer_inputs(l, c0, hsize, skip)
+                    if l == 0 or skip:
+                        z[:c0] = inp
+                    if l > 0:
+                        z[width_in - hsize : width_in] = hidden[k, b, t + 1, l - 1]
+                    columns = width_in
+                    if kind == 0:
+                        z[width_in : width_in + hsize] = hidden[k, b, t, l]
+                        columns += hsize
+                    _matvec_add(w_all[k, l], 0, columns, z, g)
                     h_new = hidden[k, b, t + 1, l]
                     if kind == 0:
-                        _matvec_add(w_hh[k, l], 0, hsize, hidden[k, b, t, l], g)
                         _sigmoid_inplace(g, 0, 2 * hsize, buf)  # i, f
                         _tanh_inplace(g, 2 * hsize, hsize, buf)  # g
                         _sigmoid_inplace(g, 3 * hsize, hsize, buf)  # o
@@ -555,7 +556,7 @@ def forward(
 @_jit
 def backward(
     kind, act, skip,
-    w_in, w_hh, proj, feeds,
+    w_all_t, proj_t, feeds,
     mix_ab, mix_target, mix_source, head_block, n_write, shifts,
     ctrl_in, gates, cells, hidden, params, sims, wcs, wgs, wss, ws, memory, memory_written, norms,
     dtops, dreads,
@@ -570,9 +571,10 @@ def backward(
     summed over the batch, the gradients
     of the mixing coefficients dmix_ab (K, M, 2); per batch element, of the initial state:
     dmem0 (K, B, NB, N, W), dreads0 (K, B, R), dweights0 (K, B, HH, N), dstate0
-    (K, B, L, 2, H)."""
+    (K, B, L, 2, H). w_all_t (K, L, C, G) and proj_t (K, L, H, P): the forward's w_all and
+    proj transposed, so that gradients flow back by matrix-vector products over rows."""
     n_k, n_b, n_t, c0 = ctrl_in.shape
-    n_layers = w_in.shape[1]
+    n_layers = w_all_t.shape[1]
     hsize = hidden.shape[-1]
     heads = head_block.shape[0]
     n_read = heads - n_write
@@ -598,6 +600,7 @@ def backward(
     dctrl = np.empty(c0, dtype)  # gradient of the controller input [x_t, r_{t-1}]
     dhead = np.empty(a_width, dtype)
     erase = np.empty((n_write, 2 * width), dtype)
+    dz = np.empty(w_all_t.shape[2], dtype)  # gradient of a layer's [input, h_{t-1}]
     buf = np.empty(8 * max(n_loc, hsize), np.uint8)  # _exp_inplace's working space
     tanh_c = np.empty(hsize, dtype)
     keep = np.empty(width, dtype)  # the erase factors' product on one memory row
@@ -672,7 +675,7 @@ def backward(
                         for j in range(hsize):
                             dh_layer[j] += dtops[k, b, t, j]
                     if feeds[l]:
-                        _matvec_t_add(proj[k, l], 0, hsize, dp, dh_layer)
+                        _matvec_add(proj_t[k, l], 0, dp.shape[0], dp, dh_layer)
                     if l + 1 < n_layers:
                         dh_layer += dbelow  # layer l + 1's input holds h_l
                     g = gates[k, b, t, l]
@@ -690,8 +693,6 @@ def backward(
                             dg[2 * hsize + j] = dcell * gi * (1.0 - gg * gg)
                             dg[3 * hsize + j] = dh_layer[j] * tc * go * (1.0 - go)
                             dc[l, j] = dcell * gf
-                        dh[l, :] = 0.0
-                        _matvec_t_add(w_hh[k, l], 0, hsize, dg, dh[l])
                     else:
                         for j in range(hsize):
                             v = g[j]
@@ -701,14 +702,16 @@ def backward(
                                 dg[j] = dh_layer[j] * (1.0 - v * v)
                             else:
                                 dg[j] = dh_layer[j] if v > 0.0 else 0.0
-                    dbelow[:] = 0.0
-                    if l == 0:
-                        _matvec_t_add(w_in[k, 0], 0, c0, dg, dctrl)
-                    elif skip:
-                        _matvec_t_add(w_in[k, l], 0, c0, dg, dctrl)
-                        _matvec_t_add(w_in[k, l], c0, hsize, dg, dbelow)
-                    else:
-                        _matvec_t_add(w_in[k, l], 0, hsize, dg, dbelow)
+                    width_in = _layer_inputs(l, c0, hsize, skip)
+                    columns = width_in + hsize if kind == 0 else width_in
+                    dz[:columns] = 0.0
+                    _matvec_add(w_all_t[k, l, :columns], 0, dg.shape[0], dg, dz)
+                    if l == 0 or skip:
+                        dctrl += dz[:c0]
+                    if l > 0:
+                        dbelow[:] = dz[width_in - hsize : width_in]
+                    if kind == 0:
+                        dh[l, :] = dz[width_in:columns]
                 dr[:] = dctrl[n_in:]
                 dx[k, b, t] = dctrl[:n_in]
             # the initial state's gradients
