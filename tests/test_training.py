@@ -143,7 +143,8 @@ def test_compile_without_a_cpp_compiler_is_one_line(compose_cfg, tmp_path, monke
 
 
 def compiled_model(cfg):
-    """The config's task and its NTM with the time step compiled."""
+    """The config's task and its NTM on the reference engine with the time step compiled."""
+    cfg.model.engine = "reference"  # train.compile is the reference's; the fused engine is compiled code already
     task = build_task(cfg.task)
     model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
     compile_time_step(model)
