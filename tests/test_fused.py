@@ -4,6 +4,9 @@ architectures, populations and lengths."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -150,8 +153,6 @@ def test_batches_the_loops_cannot_take_run_on_the_reference(compose_cfg):
 def test_the_vectorised_exp_is_exp_to_float_rounding(values):
     """The kernels' exp (Cody-Waite reduction, Taylor polynomial, exponent bits): within a few
     float64 ulps of math.exp, and within 2 float32 ulps in float32; sigmoid and tanh built on it."""
-    import numpy as np
-
     from ntm_repro.models.fused_kernels import _exp_inplace, _sigmoid_inplace, _tanh_inplace
 
     x = np.array(values)
@@ -170,11 +171,30 @@ def test_the_vectorised_exp_is_exp_to_float_rounding(values):
 
 
 def test_the_vectorised_exp_clamps_to_normal_floats():
-    import numpy as np
-
     from ntm_repro.models.fused_kernels import _exp_inplace
 
     x = np.array([-1e4, -745.0, 0.0, 1e-300, 1e4])
     _exp_inplace(x, len(x), np.empty(40, np.uint8))
     assert x[2] == 1.0 and x[3] == 1.0 and np.isfinite(x).all() and (x > 0).all()
     assert x[0] == x[1] == pytest.approx(np.exp(-708.0), rel=1e-15) and x[4] == pytest.approx(np.exp(709.0), rel=1e-15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(exponents=st.lists(st.floats(-300, 300), min_size=1, max_size=300))
+def test_the_vectorised_log_is_log_to_float_rounding(exponents):
+    """The kernels' log (exponent and mantissa bits, atanh series) within a few float64 ulps
+    of math.log from 1e-300 to 1e300, exact at 1 and at powers of two; float32 to rounding."""
+    from ntm_repro.models.fused_kernels import _log_inplace
+
+    x = 10.0 ** np.array(exponents)
+    buf = np.empty(8 * len(x), np.uint8)
+    got = x.copy()
+    _log_inplace(got, len(x), buf)
+    np.testing.assert_allclose(got, np.log(x), rtol=1e-15, atol=1e-15)
+    small = np.clip(x, 1e-30, 1e30).astype(np.float32)
+    got32 = small.copy()
+    _log_inplace(got32, len(x), buf)
+    np.testing.assert_allclose(got32, np.log(small.astype(np.float64)), rtol=2 * np.finfo(np.float32).eps, atol=1e-6)
+    exact = np.array([1.0, 2.0, 0.5, 1024.0])
+    _log_inplace(exact, 4, np.empty(32, np.uint8))
+    assert exact.tolist() == [0.0, math.log(2.0), -math.log(2.0), 10 * math.log(2.0)]

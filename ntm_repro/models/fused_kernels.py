@@ -41,6 +41,13 @@ _LOG2E32, _LN2_HI32, _LN2_LO32 = _F32(_LOG2E), _F32(0.693359375), _F32(-2.121944
 _EXP_TAYLOR32 = tuple(_F32(c) for c in _EXP_TAYLOR[:8])
 _EXP_RANGE32 = (_F32(-87.0), _F32(88.0))  # exp stays a normal float32
 _EXP_RANGE64 = (-708.0, 709.0)
+# log(x) = k ln 2 + log(m), x = 2^k m with m in [sqrt(1/2), sqrt(2)) from the exponent and
+# mantissa bits, log(m) = 2 atanh(s) = sum_i 2 s^(2i+1) / (2i + 1), s = (m - 1) / (m + 1),
+# |s| < 0.172: 11 terms leave < 1e-17 (computed in float64 for either dtype).
+_LOG_SERIES = tuple(2.0 / (2 * i + 1) for i in range(11))
+_SQRT2 = math.sqrt(2.0)
+_MANTISSA_BITS = np.int64(0x000FFFFFFFFFFFFF)
+_ONE_BITS = np.int64(0x3FF0000000000000)
 
 
 @_jit
@@ -86,6 +93,30 @@ def _exp_inplace(v, n, buf):
             bits[i] = (np.int64(k) + 1023) << 52
         for i in range(n):
             v[i] *= scale[i]
+
+
+@_jit
+def _log_inplace(v, n, buf):
+    """v[:n] = log(v[:n]) for positive normal v (see _LOG_SERIES); ``buf``: a uint8
+    working array of at least 8n bytes."""
+    bits, f = buf.view(np.int64), buf.view(np.float64)
+    for i in range(n):
+        f[i] = v[i]
+    for i in range(n):
+        b = bits[i]
+        v[i] = ((b >> 52) & 0x7FF) - 1023  # the exponent k, exact in either dtype
+        bits[i] = (b & _MANTISSA_BITS) | _ONE_BITS  # the mantissa m in [1, 2)
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10 = _LOG_SERIES
+    for i in range(n):
+        m = f[i]
+        k = np.float64(v[i])
+        above = m > _SQRT2
+        m = m * 0.5 if above else m
+        k = k + 1.0 if above else k
+        s = (m - 1.0) / (m + 1.0)
+        z = s * s
+        series = c0 + z * (c1 + z * (c2 + z * (c3 + z * (c4 + z * (c5 + z * (c6 + z * (c7 + z * (c8 + z * (c9 + z * c10)))))))))
+        v[i] = k * _LN2_HI + (k * _LN2_LO + s * series)
 
 
 @_jit
@@ -222,7 +253,10 @@ def _address(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, scratch, s, buf
     _circular(wg, s, shifts, ws)
     gamma = 1.0 + _softplus(gamma_raw)
     for i in range(n):
-        scratch[i] = gamma * math.log(ws[i] + SHARPEN_EPS)
+        scratch[i] = ws[i] + SHARPEN_EPS
+    _log_inplace(scratch, n, buf)
+    for i in range(n):
+        scratch[i] *= gamma
     _softmax(scratch, w, buf)
 
 
@@ -238,9 +272,12 @@ def _address_back(mem, norms, p, o, prev, shifts, sim, wc, wg, ws, w, dw, dmem, 
     gamma = 1.0 + _softplus(gamma_raw)
     # sharpening: w = softmax(u), u = gamma log(ws + eps)
     _softmax_back(w, dw, scratch)  # du
+    for i in range(n):
+        scratch2[i] = ws[i] + SHARPEN_EPS
+    _log_inplace(scratch2, n, buf)
     dgamma = zero
     for i in range(n):
-        dgamma += scratch[i] * math.log(ws[i] + SHARPEN_EPS)
+        dgamma += scratch[i] * scratch2[i]
         scratch[i] = scratch[i] * gamma / (ws[i] + SHARPEN_EPS)  # dws
     # circular shift: ws_i = sum_j s_j wg[(i - shift_j) mod N]
     s, ds, dshift = shift_scratch[0], shift_scratch[1], shift_scratch[2]
