@@ -342,6 +342,17 @@ def _erase_add(p, start, width, n_write, out):
 
 
 @_jit
+def _writers(head_block, n_write, blk):
+    """How many write heads write block ``blk``, and the last of them."""
+    writers, last = 0, 0
+    for h in range(n_write):
+        if head_block[h] == blk:
+            writers += 1
+            last = h
+    return writers, last
+
+
+@_jit
 def _write(m_old, w_t, erase, head_block, n_write, m_w):
     """Graves et al. eqs. 3-4, every write head on its block: M' = M prod_h (1 - w_h e_h) +
     sum_h w_h a_h (all erases, then all adds) into m_w; ``erase`` (Hw, 2W): e_h, a_h. A
@@ -349,12 +360,7 @@ def _write(m_old, w_t, erase, head_block, n_write, m_w):
     n_blocks, n_loc, width = m_old.shape
     one = m_w.dtype.type(1)
     for blk in range(n_blocks):
-        writers = 0
-        only = 0
-        for h in range(n_write):
-            if head_block[h] == blk:
-                writers += 1
-                only = h
+        writers, only = _writers(head_block, n_write, blk)
         if writers == 1:
             w, e, a = w_t[only], erase[only, :width], erase[only, width:]
             for i in range(n_loc):
@@ -387,12 +393,7 @@ def _erase_add_back(dmem_w, m_old, w_t, erase, head_block, n_write, dmem, dw, dp
     zero, one = dmem.dtype.type(0), dmem.dtype.type(1)
     acc_ea[:] = zero  # [h, 0]: sum_i w_i (dM' M others)_ij, [h, 1]: sum_i w_i dM'_ij
     for blk in range(n_blocks):
-        writers = 0
-        only = 0
-        for h in range(n_write):
-            if head_block[h] == blk:
-                writers += 1
-                only = h
+        writers, only = _writers(head_block, n_write, blk)
         if writers == 0:
             dmem[blk] = dmem_w[blk]
         elif writers == 1:
