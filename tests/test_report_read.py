@@ -227,3 +227,22 @@ def test_a_loggers_folder_inside_a_run_is_not_a_run(tmp_path):
     (run / "wandb" / "offline-run-1" / "files" / "config.yaml").write_text("model:\n  value: {}\n")
     reading = read_runs([str(tmp_path)])
     assert reading.folders_found == 1 and reading.issues.empty
+
+
+def test_the_first_page_gives_the_wall_time_from_first_start_to_last_end(tmp_path):
+    """Started: the config's write, ended: the summary's last write; two runs overlapping
+    from 10:00 to 11:30 took 1 h 30 min."""
+    import os
+    from datetime import datetime
+
+    from ntm_repro.report.pages import wall_time
+
+    first, second = make_run(tmp_path, "0_ntm_copy_s0"), make_run(tmp_path, "1_ntm_copy_s1", seed=1)
+    stamp = lambda text: datetime.fromisoformat(text).timestamp()  # noqa: E731
+    for run, start, end in ((first, "2026-01-01T10:00", "2026-01-01T11:00"), (second, "2026-01-01T10:20", "2026-01-01T11:30")):
+        os.utime(run / "config.yaml", (stamp(start), stamp(start)))
+        os.utime(run / "summary.json", (stamp(end), stamp(end)))
+    runs = read_runs([str(tmp_path)]).runs
+    assert wall_time(runs) == "Wall time 1 h 30 min (5,400 s), from the first run's start to the last run's end (2026-01-01 11:30)."
+    (second / "summary.json").unlink()  # a run without a summary has no end: the others' still count
+    assert "1 h 00 min" in wall_time(read_runs([str(tmp_path)]).runs)

@@ -157,6 +157,18 @@ def _ranges(frame: pd.DataFrame, centre: str, low: str, high: str, spec: str = "
     ]
 
 
+def wall_time(runs: pd.DataFrame) -> str:
+    """The wall time the runs took together: from the first start to the last end (their
+    summary's last write), as a sentence ("" when unknown)."""
+    started, ended = runs["started"].dropna(), runs["ended"].dropna()
+    if not len(started) or not len(ended):
+        return ""
+    seconds = max((ended.max() - started.min()).total_seconds(), 0.0)
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return (f"Wall time {hours} h {minutes:02d} min ({seconds:,.0f} s), from the first run's start to the last "
+            f"run's end ({ended.max():%Y-%m-%d %H:%M}).")
+
+
 def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str]) -> list[Text | Table]:
     """The first page: what was run, with what code, what was read and how it was judged."""
     runs, issues = reading.runs, reading.issues
@@ -168,6 +180,7 @@ def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str]) 
         f"Made {datetime.now():%Y-%m-%d %H:%M} from {', '.join(paths)}. {reading.folders_found} run folder(s) found: "
         f"{len(runs)} read, {skipped} skipped.",
         f"Runs started {started.min():%Y-%m-%d %H:%M} to {started.max():%Y-%m-%d %H:%M}." if len(started) else "",
+        wall_time(runs),
         "Code: " + ", ".join(f"commit {commit} ({count} runs)" for commit, count in commits.items()) + ".",
         "Runs per task and model: " + "; ".join(f"{task} / {label}: {n}" for (task, label), n in groups.items()) + ".",
     ]

@@ -38,7 +38,7 @@ class NoRuns(Exception):
 @dataclass
 class Reading:
     """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
-    seed, variant, label, status, level_name, commit, started, budget: train.sequences or
+    seed, variant, label, status, level_name, commit, started, ended, budget: train.sequences or
     NaN, attention traces, memory_max: the largest |M| at the end of the first trace, Hydra's overrides and choices, config, command); ``metrics`` and
     ``generalisation`` carry run, task, model, label and seed on every row; ``issues`` lists
     run, status, handling (skipped / not converged / read) and reason."""
@@ -181,6 +181,11 @@ def trace_memory_max(traces: tuple[str, ...]) -> float:
         return float(np.abs(npz["memory"]).max()) if "memory" in npz.files else math.nan
 
 
+def _modified(path: Path) -> datetime | pd.Timestamp:
+    """When ``path`` was last written (NaT if it does not exist)."""
+    return datetime.fromtimestamp(path.stat().st_mtime) if path.exists() else pd.NaT
+
+
 def _read_run(
     run_dir: Path, name: str
 ) -> tuple[dict[str, Any] | None, pd.DataFrame, pd.DataFrame, dict[str, Any] | None]:
@@ -234,7 +239,8 @@ def _read_run(
         "commit": (summary.get("versions") or {}).get("commit"),
         "num_parameters": summary.get("num_parameters"),
         "budget": _budget(config),
-        "started": datetime.fromtimestamp(config_file.stat().st_mtime) if config_file.exists() else pd.NaT,
+        "started": _modified(config_file),  # written when the run starts
+        "ended": _modified(run_dir / "summary.json"),  # last written when it ends
         "attention": traces,
         "memory_max": trace_memory_max(traces),
         "overrides": _overrides(run_dir),
