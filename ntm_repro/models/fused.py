@@ -41,7 +41,6 @@ class Layout:
     shifts: np.ndarray  # (S,)
     proj_rows: tuple[np.ndarray, ...]  # per projection: the canonical row of each of its outputs
     proj_whole: bool  # one projection emits every head parameter, in canonical order
-    input_widths: tuple[int, ...]  # each controller layer's input width (kernels._layer_inputs)
 
     @classmethod
     def of(cls, net: NTM) -> "Layout":
@@ -67,10 +66,6 @@ class Layout:
             shifts=((-net.shift_index[:, 0]) % net.locations).numpy().astype(np.int64),
             proj_rows=tuple(emitted[a:b] for a, b in zip(starts[:-1], starts[1:])),
             proj_whole=len(net.projections) == 1 and not net.permute_projection,
-            input_widths=tuple(
-                kernels._layer_inputs(l, controller.input_size, controller.size, bool(getattr(controller, "skip", False)))
-                for l in range(layers)
-            ),
         )
 
 
@@ -79,19 +74,19 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
-def _controller_tensors(net: NTM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """w_in (L, G, Cmax) zero-padded, w_hh (L, G, H), bias (L, G) of one network."""
+def _controller_tensors(net: NTM) -> tuple[torch.Tensor, torch.Tensor]:
+    """w_all (L, G, C) and bias (L, G) of one network: per layer [W_ih, W_hh (LSTM), zeros
+    to the widest], so that a step is one matrix-vector product over [input, h_{t-1}] (two
+    products, the first over a short input, cost about three times as much)."""
     c = net.controller
     if isinstance(c, LSTMController):
-        w_ih, w_hh = list(c.weight_ih), _stack(list(c.weight_hh))
+        weights = [torch.cat((w_ih, w_hh), dim=1) for w_ih, w_hh in zip(c.weight_ih, c.weight_hh)]
         bias = [b if c.bias_hh is None else b + c.bias_hh[l] for l, b in enumerate(c.bias_ih)]
     else:
-        w_ih = [layer.weight for layer in c.layers]
+        weights = [layer.weight for layer in c.layers]
         bias = [layer.bias for layer in c.layers]
-        w_hh = w_ih[0].new_zeros(len(w_ih), c.size, c.size)
-    widest = max(w.shape[1] for w in w_ih)
-    w_in = _stack([w if w.shape[1] == widest else F.pad(w, (0, widest - w.shape[1])) for w in w_ih])
-    return w_in, w_hh, _stack(bias)
+    widest = max(w.shape[1] for w in weights)
+    return _stack([w if w.shape[1] == widest else F.pad(w, (0, widest - w.shape[1])) for w in weights]), _stack(bias)
 
 
 def _head_tensors(net: NTM, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,28 +118,13 @@ def _initial_tensors(net: NTM) -> tuple[torch.Tensor, ...]:
 
 def derived_tensors(net: NTM, layout: Layout) -> list[torch.Tensor]:
     """The engine's inputs for one network, in :class:`FusedSequence`'s order."""
-    w_in, w_hh, bias = _controller_tensors(net)
+    w_all, bias = _controller_tensors(net)
     proj, proj_bias = _head_tensors(net, layout)
     if len(layout.mix_rows):
         mix_ab = net.mixer.effective()[torch.as_tensor(layout.mix_rows)]
     else:
-        mix_ab = w_in.new_zeros(0, 2)
-    return [w_in, w_hh, bias, proj, proj_bias, mix_ab, *_initial_tensors(net)]
-
-
-def _joined(layout: Layout, w_in: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:
-    """The kernels' w_all (K, L, G, Cmax + H): per layer [W_ih (its input width), W_hh
-    (LSTM), zeros], so that a step is one matrix-vector product over [input, h_{t-1}]
-    (two products, the first over a short input, cost about three times as much)."""
-    k, layers, gates, widest = w_in.shape
-    hsize = w_hh.shape[-1]
-    joined = w_in.new_zeros(k, layers, gates, widest + hsize)
-    for l in range(layers):
-        width = layout.input_widths[l]
-        joined[:, l, :, :width] = w_in[:, l, :, :width]
-        if layout.kind == 0:
-            joined[:, l, :, width : width + hsize] = w_hh[:, l]
-    return joined
+        mix_ab = w_all.new_zeros(0, 2)
+    return [w_all, bias, proj, proj_bias, mix_ab, *_initial_tensors(net)]
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -156,10 +136,10 @@ class FusedSequence(torch.autograd.Function):
     (K, B, T, R); backward by :func:`fused_kernels.backward`."""
 
     @staticmethod
-    def forward(ctx, layout: Layout, x, w_in, w_hh, bias, proj, proj_bias, mix_ab, mem0, reads0, weights0, state0):
+    def forward(ctx, layout: Layout, x, w_all, bias, proj, proj_bias, mix_ab, mem0, reads0, weights0, state0):
         k, b, t, _ = x.shape
         dtype = x.dtype
-        layers, gate_width, hsize = w_in.shape[1], w_in.shape[2], w_hh.shape[-1]
+        layers, gate_width, hsize = w_all.shape[1], w_all.shape[2], state0.shape[-1]
         heads, (blocks, locations, width) = len(layout.head_block), mem0.shape[1:]
         reads_width, params = reads0.shape[1], proj.shape[2]
 
@@ -178,16 +158,15 @@ class FusedSequence(torch.autograd.Function):
             "norms": new(k, b, t + 1, blocks, locations),
             "reads": new(k, b, t + 1, reads_width),
         }
-        w_all = _joined(layout, w_in.detach(), w_hh.detach())
         kernels.forward(
             _numpy(x), layout.kind, layout.act, layout.skip,
-            w_all.numpy(), *map(_numpy, (bias, proj, proj_bias)), layout.feeds,
+            *map(_numpy, (w_all, bias, proj, proj_bias)), layout.feeds,
             _numpy(mix_ab), layout.mix_target, layout.mix_source, layout.head_block, layout.n_write, layout.shifts,
             *map(_numpy, (mem0, reads0, weights0, state0)),
             *(tensor.numpy() for tensor in saved.values()),
         )
         ctx.layout = layout
-        ctx.save_for_backward(w_all, w_in, w_hh, proj, mix_ab, *saved.values())
+        ctx.save_for_backward(w_all, proj, mix_ab, *saved.values())
         ctx.saved_names = list(saved)
         tops = saved["hidden"][:, :, 1:, -1]
         return tops, saved["reads"][:, :, 1:]
@@ -195,11 +174,11 @@ class FusedSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dtops, dreads):
         layout = ctx.layout
-        w_all, w_in, w_hh, proj, mix_ab, *rest = ctx.saved_tensors
+        w_all, proj, mix_ab, *rest = ctx.saved_tensors
         saved = dict(zip(ctx.saved_names, rest))
         k, b, t, c0 = saved["ctrl_in"].shape
         dtype = dtops.dtype
-        layers, hsize = w_in.shape[1], w_hh.shape[-1]
+        layers, hsize = w_all.shape[1], saved["hidden"].shape[-1]
         heads, (blocks, locations, width) = len(layout.head_block), saved["memory"].shape[3:]
         dgates = torch.empty_like(saved["gates"])
         dparams = torch.empty_like(saved["params"])
@@ -222,21 +201,18 @@ class FusedSequence(torch.autograd.Function):
         )
         # weight gradients: one product over all steps and batch elements per matrix
         hidden, ctrl_in = saved["hidden"], saved["ctrl_in"]
-        dw_in = torch.zeros_like(w_in)
+        dw_all = torch.zeros_like(w_all)
         for l in range(layers):
-            if l == 0:
-                inputs = ctrl_in
-            elif layout.skip:
-                inputs = torch.cat((ctrl_in, hidden[:, :, 1:, l - 1]), dim=-1)
-            else:
-                inputs = hidden[:, :, 1:, l - 1]
-            dw_in[:, l, :, : inputs.shape[-1]] = torch.einsum("kbtg,kbtc->kgc", dgates[:, :, :, l], inputs)
-        dw_hh = torch.einsum("kbtlg,kbtlh->klgh", dgates, hidden[:, :, :-1]) if layout.kind == 0 else torch.zeros_like(w_hh)
+            parts = [ctrl_in] if l == 0 or layout.skip else []
+            parts += [hidden[:, :, 1:, l - 1]] if l > 0 else []  # h^{l-1}_t
+            parts += [hidden[:, :, :-1, l]] if layout.kind == 0 else []  # h^l_{t-1}
+            z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+            dw_all[:, l, :, : z.shape[-1]] = torch.einsum("kbtg,kbtc->kgc", dgates[:, :, :, l], z)
         dbias = dgates.sum(dim=(1, 2))
         dproj = torch.einsum("kbtp,kbtlh->klph", dparams, hidden[:, :, 1:])
         dproj_bias = dparams.sum(dim=(1, 2))
         return (
-            None, dx, dw_in, dw_hh, dbias, dproj, dproj_bias, dmix_ab,
+            None, dx, dw_all, dbias, dproj, dproj_bias, dmix_ab,
             dmem0.sum(1), dreads0.sum(1), dweights0.sum(1), dstate0.sum(1),
         )
 

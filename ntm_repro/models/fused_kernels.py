@@ -468,9 +468,9 @@ def forward(
     """Run every network k and batch element b over T steps.
 
     x (K, B, T, I). Controller, per layer l: w_all (K, L, G, C) = [W_ih (the layer's
-    input width, :func:`_layer_inputs`), W_hh (H; LSTM), zeros], one matrix so that a step
-    is one matrix-vector product over [input, h_{t-1}]; bias (K, L, G) (both LSTM biases
-    summed), G = 4H (LSTM) or H (feedforward). Heads: proj (K, L, P, H) in canonical layout (zero
+    input width, :func:`_layer_inputs`), W_hh (H; LSTM), zeros to the widest layer], one
+    matrix so that a step is one matrix-vector product over [input, h_{t-1}]; bias
+    (K, L, G) (both LSTM biases summed), G = 4H (LSTM) or H (feedforward). Heads: proj (K, L, P, H) in canonical layout (zero
     rows for heads a layer does not feed), proj_bias (K, P), feeds (L,) whether layer l
     feeds heads. mix_ab (K, M, 2). Initial state: mem0 (K, NB, N, W), reads0 (K, R),
     weights0 (K, HH, N), state0 (K, L, 2, H) (h, c).
