@@ -51,10 +51,11 @@ def pdf_text(path: Path) -> tuple[int, str]:
 
 
 def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
-    result = report(tmp_path, str(sweep), "--out", "out")
+    result = report(tmp_path, str(sweep), "--out", "out", "--note", "made by the end-to-end test")
     assert result.returncode == 0, result.stderr
     pdf = tmp_path / "out" / "sweep.pdf"
     pages, text = pdf_text(pdf)
+    assert "Note by the report's maker: made by the end-to-end test" in text and "Wall time" in text
     # overview, convergence, generalisation, attention traces, tables
     assert pages == 4 + attention_pages(sweep)
     assert "ntm-repro -m model=ntm,lstm seed=0,1" in text

@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="collapse: validation bit errors back above ABOVE after first reaching below REACHED (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed (default: %(default)s)")
+    parser.add_argument(
+        "--note", action="append", default=[], metavar="TEXT",
+        help="a line for the first page, shown as the report maker's (e.g. the commit of runs whose summaries could "
+        "not record one); repeatable",
+    )
     return parser.parse_args(argv)
 
 
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         collapse_reached=args.collapse[0], collapse_above=args.collapse[1], seed=args.seed,
     )
     try:
-        writer = write_report(reading, criteria, args.out, name, args.paths)
+        writer = write_report(reading, criteria, args.out, name, args.paths, tuple(args.note))
     except OSError as error:  # e.g. an output folder that cannot be written
         _fail(str(error), 1)
     skipped = int((reading.issues["handling"] == "skipped").sum())

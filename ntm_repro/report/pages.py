@@ -169,8 +169,9 @@ def wall_time(runs: pd.DataFrame) -> str:
             f"run's end ({ended.max():%Y-%m-%d %H:%M}).")
 
 
-def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str]) -> list[Text | Table]:
-    """The first page: what was run, with what code, what was read and how it was judged."""
+def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str], notes: tuple[str, ...] = ()) -> list[Text | Table]:
+    """The first page: what was run, with what code, what was read and how it was judged;
+    ``notes``: lines from whoever made the report (``--note``), shown as theirs."""
     runs, issues = reading.runs, reading.issues
     skipped = int((issues["handling"] == "skipped").sum())
     started = runs["started"].dropna()
@@ -192,6 +193,7 @@ def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str]) 
     blocks: list[Text | Table] = [
         Text([f"ntm-repro report: {name}"], size=16, weight="bold"),
         Text([fact for fact in facts if fact]),
+        *([Text([f"Note by the report's maker: {note}" for note in notes])] if notes else []),
         _heading("What was run (Hydra's record of each command line)"),
         Text(reading.commands or ["(no Hydra record found)"], size=8.5, family="monospace"),
         _heading("How runs are judged"),

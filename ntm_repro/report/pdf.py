@@ -39,7 +39,7 @@ class ReportWriter:
 
 
 def write_report(
-    reading: Reading, criteria: stats.Criteria, out_dir: Path, name: str, paths: list[str]
+    reading: Reading, criteria: stats.Criteria, out_dir: Path, name: str, paths: list[str], notes: tuple[str, ...] = ()
 ) -> ReportWriter:
     """Compute the statistics and write every page; returns the writer (paths, page count)."""
     figures.use_report_style()
@@ -51,7 +51,7 @@ def write_report(
     colours = figures.palette(sorted(reading.runs["label"].unique()))
     writer = ReportWriter(out_dir, name)
     try:
-        for index, fig in enumerate(pages.flow(pages.overview(reading, criteria, name, paths))):
+        for index, fig in enumerate(pages.flow(pages.overview(reading, criteria, name, paths, notes))):
             writer.page(f"overview_{index + 1}", fig)
         for stem, fig in [
             *figures.convergence_figures(reading.metrics, criteria.bit_errors, colours),
