@@ -124,7 +124,7 @@ def test_typos_and_misuse_give_one_line(tmp_path, args, message):
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     """The second job's optimizer setting raises inside the job: it is recorded as failed
     with its reason, the other job completes, and the sweep ends listing the failure."""
-    result = run_cli(tmp_path, "-m", "optimizer.lr=0.001,-1", *TINY, "train.sequences=32", "hydra.sweep.dir=sweep")
+    result = run_cli(tmp_path, "-m", "optimizer=adam", "optimizer.lr=0.001,-1", *TINY, "train.sequences=32", "hydra.sweep.dir=sweep")
     assert result.returncode == 1
     ok, bad = summaries(tmp_path / "sweep")
     assert ok["status"] == "completed"

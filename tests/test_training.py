@@ -75,7 +75,7 @@ def test_bad_config_fails_before_training_with_one_line(compose_cfg, tmp_path, o
 
 def test_impossible_optimizer_setting_fails_before_training(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match="optimizer settings rejected by torch.optim.Adam: Invalid learning rate: -1"):
-        train(compose_cfg("optimizer.lr=-1"), tmp_path)
+        train(compose_cfg("optimizer=adam", "optimizer.lr=-1"), tmp_path)
 
 
 def test_logger_none_writes_no_metrics_but_keeps_the_summary(compose_cfg, tmp_path):
