@@ -3,8 +3,8 @@ by the compiled loops of :mod:`ntm_repro.models.fused_kernels`, forward and back
 one ``torch.autograd.Function``.
 
 The networks' parameters enter through a few *derived* tensors built with ordinary torch
-operations once per sequence (the two LSTM biases summed, each head projection laid out in
-the canonical column order, the mixing coefficients, the initial weightings as a softmax of
+operations once per sequence (each controller layer's [W_ih, W_hh] as one matrix and its two
+LSTM biases summed, each head projection laid out in the canonical column order, the mixing coefficients, the initial weightings as a softmax of
 their logits), so autograd carries the gradients from the derived tensors back to the
 parameters; the time loop itself records nothing. The output layer, applied to every step
 at once, stays an ordinary torch operation (:meth:`NTM.readout`).
