@@ -38,6 +38,7 @@ def resolve_engine(requested: str) -> str:
     return requested
 
 
-def fused_applies(engine: str, inputs: torch.Tensor) -> bool:
-    """Whether a batch ``inputs`` of a model on ``engine`` runs through the fused loops."""
-    return engine == "fused" and inputs.device.type == "cpu" and inputs.dtype in FUSED_DTYPES
+def fused_takes(inputs: torch.Tensor) -> bool:
+    """Whether the fused loops can run a batch ``inputs`` (on the CPU, float32 or float64);
+    a fused model's other batches run on the reference operations."""
+    return inputs.device.type == "cpu" and inputs.dtype in FUSED_DTYPES

@@ -167,15 +167,15 @@ def _softmax_back(y, dy, dz):
 
 
 @_jit
-def _matvec_add(w, c0, n, x, out):
-    """out += w[:, c0 : c0 + n] @ x for a C-contiguous w (R, C). The window is indexed, not
-    sliced (a sliced window is a strided view the compiler cannot vectorise), and the sum
-    is kept in the arrays' own dtype (a float64 sum would halve float32's vector width)."""
+def _matvec_add(w, n, x, out):
+    """out += w[:, :n] @ x for a C-contiguous w (R, C). The columns are indexed, not sliced
+    (a sliced window is a strided view the compiler cannot vectorise), and the sum is kept
+    in the arrays' own dtype (a float64 sum would halve float32's vector width)."""
     zero = out.dtype.type(0)
     for r in range(w.shape[0]):
         acc = zero
         for c in range(n):
-            acc += w[r, c0 + c] * x[c]
+            acc += w[r, c] * x[c]
         out[r] += acc
 
 
@@ -211,12 +211,12 @@ def _circular_back(src, s, shifts, dout, dsrc, ds):
 
 
 @_jit
-def _layer_inputs(l, c0, hsize, skip):
-    """Width of controller layer l's input: [x_t, r_{t-1}] (c0), with skip connections
-    and above the first layer followed by h^{l-1}_t, else h^{l-1}_t alone."""
-    if l == 0:
-        return c0
-    return c0 + hsize if skip else hsize
+def _layer_columns(l, c0, hsize, skip, kind):
+    """Controller layer l's columns of w_all: its input width, [x_t, r_{t-1}] (c0), with
+    skip connections and above the first layer followed by h^{l-1}_t, else h^{l-1}_t
+    alone; and the whole row, the input then h^l_{t-1} for an LSTM (kind 0)."""
+    width_in = c0 if l == 0 else (c0 + hsize if skip else hsize)
+    return width_in, width_in + hsize if kind == 0 else width_in
 
 
 @_jit
@@ -468,7 +468,7 @@ def forward(
     """Run every network k and batch element b over T steps.
 
     x (K, B, T, I). Controller, per layer l: w_all (K, L, G, C) = [W_ih (the layer's
-    input width, :func:`_layer_inputs`), W_hh (H; LSTM), zeros to the widest layer], one
+    input width, :func:`_layer_columns`), W_hh (H; LSTM), zeros to the widest layer], one
     matrix so that a step is one matrix-vector product over [input, h_{t-1}]; bias
     (K, L, G) (both LSTM biases summed), G = 4H (LSTM) or H (feedforward). Heads: proj (K, L, P, H) in canonical layout (zero
     rows for heads a layer does not feed), proj_bias (K, P), feeds (L,) whether layer l
@@ -516,16 +516,14 @@ def forward(
                 for l in range(n_layers):
                     g = gates[k, b, t, l]
                     g[:] = bias[k, l]
-                    width_in = _layer_inputs(l, c0, hsize, skip)
+                    width_in, columns = _layer_columns(l, c0, hsize, skip, kind)
                     if l == 0 or skip:
                         z[:c0] = inp
                     if l > 0:
                         z[width_in - hsize : width_in] = hidden[k, b, t + 1, l - 1]
-                    columns = width_in
                     if kind == 0:
-                        z[width_in : width_in + hsize] = hidden[k, b, t, l]
-                        columns += hsize
-                    _matvec_add(w_all[k, l], 0, columns, z, g)
+                        z[width_in:columns] = hidden[k, b, t, l]
+                    _matvec_add(w_all[k, l], columns, z, g)
                     h_new = hidden[k, b, t + 1, l]
                     if kind == 0:
                         _sigmoid_inplace(g, 0, 2 * hsize, buf)  # i, f
@@ -552,7 +550,7 @@ def forward(
                 p[:] = proj_bias[k]
                 for l in range(n_layers):
                     if feeds[l]:
-                        _matvec_add(proj[k, l], 0, hsize, hidden[k, b, t + 1, l], p)
+                        _matvec_add(proj[k, l], hsize, hidden[k, b, t + 1, l], p)
                 # 3. write heads address M_{t-1}, then erase and add
                 m_old = memory[k, b, t]
                 for h in range(n_write):
@@ -713,7 +711,7 @@ def backward(
                         for j in range(hsize):
                             dh_layer[j] += dtops[k, b, t, j]
                     if feeds[l]:
-                        _matvec_add(proj_t[k, l], 0, dp.shape[0], dp, dh_layer)
+                        _matvec_add(proj_t[k, l], dp.shape[0], dp, dh_layer)
                     if l + 1 < n_layers:
                         dh_layer += dbelow  # layer l + 1's input holds h_l
                     g = gates[k, b, t, l]
@@ -740,10 +738,9 @@ def backward(
                                 dg[j] = dh_layer[j] * (1.0 - v * v)
                             else:
                                 dg[j] = dh_layer[j] if v > 0.0 else 0.0
-                    width_in = _layer_inputs(l, c0, hsize, skip)
-                    columns = width_in + hsize if kind == 0 else width_in
+                    width_in, columns = _layer_columns(l, c0, hsize, skip, kind)
                     dz[:columns] = 0.0
-                    _matvec_add(w_all_t[k, l, :columns], 0, dg.shape[0], dg, dz)
+                    _matvec_add(w_all_t[k, l, :columns], dg.shape[0], dg, dz)
                     if l == 0 or skip:
                         dctrl += dz[:c0]
                     if l > 0:

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from ntm_repro.memory.addressing import address, shift_index
 from ntm_repro.memory.init import MemoryInit
 from ntm_repro.memory.topology import BlockPlacement, Mixer, Topology
-from ntm_repro.models.engines import fused_applies
+from ntm_repro.models.engines import fused_takes
 
 #: Initial weighting logits: +INIT_FOCUS at location 0, -INIT_FOCUS elsewhere (a softmax of
 #: these puts all but ~1e-6 of the weight on location 0; learnable when learn_init_weights).
@@ -208,7 +208,7 @@ class NTM(nn.Module):
     def forward(self, inputs: torch.Tensor, trace: bool = False):
         """``inputs``: (B, T, input_size) -> output logits (B, T, output_size), and a
         :class:`Trace` when ``trace`` is true (traces always come from the reference)."""
-        if fused_applies(self.engine, inputs) and not trace:
+        if self.engine == "fused" and fused_takes(inputs) and not trace:
             from ntm_repro.models.fused import fused_forward  # it builds on this module
 
             return fused_forward([self], inputs.unsqueeze(0))[0]

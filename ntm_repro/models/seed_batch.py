@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ntm_repro.models.engines import fused_applies
+from ntm_repro.models.engines import fused_takes
 from ntm_repro.models.ntm import NTM
 from ntm_repro.tasks.base import Episode
 
@@ -103,7 +103,7 @@ class SeedBatch(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """``inputs`` (K, B, T, I), seed k's batch in row k -> logits (K, B, T, O)."""
         params, buffers = self._tensors()
-        if self.fused and fused_applies("fused", inputs):
+        if self.fused and fused_takes(inputs):
             from ntm_repro.models.fused import FusedSequence
 
             tops, reads = FusedSequence.apply(self.layout, inputs, *self._derived(params, buffers))

@@ -140,12 +140,15 @@ def spike_points(costs: np.ndarray, window: int, bits: float) -> np.ndarray:
     return flags
 
 
+def _run_starts(flags: np.ndarray) -> np.ndarray:
+    """The first point of each maximal run of consecutive true flags."""
+    return flags & ~np.concatenate([[False], flags[:-1]])
+
+
 def spike_starts(sequences: np.ndarray, costs: np.ndarray, window: int, bits: float) -> tuple[int, ...]:
     """Sequences at the start of each spike: each maximal run of consecutive spike points
     (:func:`spike_points`) counted once."""
-    flags = spike_points(costs, window, bits)
-    starts = flags & ~np.concatenate([[False], flags[:-1]])
-    return tuple(int(s) for s in np.asarray(sequences)[starts])
+    return tuple(int(s) for s in np.asarray(sequences)[_run_starts(spike_points(costs, window, bits))])
 
 
 def collapses(bit_errors: np.ndarray, reached: float, above: float) -> int:
@@ -153,8 +156,7 @@ def collapses(bit_errors: np.ndarray, reached: float, above: float) -> int:
     each maximal run of consecutive points above counts once."""
     errors = np.asarray(bit_errors, dtype=float)
     learned = np.logical_or.accumulate(errors < reached)
-    high = (errors > above) & learned
-    return int((high & ~np.concatenate([[False], high[:-1]])).sum())
+    return int(_run_starts((errors > above) & learned).sum())
 
 
 def _points(metrics: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
