@@ -1,79 +1,37 @@
-"""Command-line overrides, checked and rewritten before Hydra parses them.
+"""What ``ntm-repro`` adds to Hydra's own command line, and nothing more: Hydra parses the
+arguments and composes the config (so all of Hydra's flags work); this module gives
 
-- Integer ranges: ``seed=0-4`` -> ``seed=0,1,2,3,4`` (items may be mixed: ``seed=0-2,7``),
-  only for keys whose composed value is an integer; anything else (a date-like string,
-  a string key) is left alone.
-- Config-group options: ``model=foo`` for an option that does not exist fails with one
-  line listing the options, instead of Hydra's multi-line error; so does a key that the
-  config does not have (``train.sequence=10``), with the nearest keys suggested.
+- the seed-range sugar ``seed=0-4`` -> ``seed=0,1,2,3,4`` (items may be mixed:
+  ``seed=0-2,7``), for the keys of :data:`RANGE_KEYS` only, so that ``train.sequences=
+  1000-2000`` is never quietly 1,001 jobs;
+- one line for each of Hydra's composition errors (an unknown group option, a key the
+  config does not have, an override it cannot parse), instead of its multi-line report.
 """
 
 from __future__ import annotations
 
-
 import difflib
-import os
 import re
-from importlib import resources
-from pathlib import Path
-from typing import Any, Callable, Iterable
-
-from omegaconf import DictConfig, OmegaConf
+from typing import Sequence
 
 from ntm_repro.errors import ConfigError
 
+#: keys whose ``A-B`` values are integer ranges (a sweep over seeds)
+RANGE_KEYS = ("seed",)
 OVERRIDE = re.compile(r"^(?P<prefix>[+~]{0,2})(?P<key>[A-Za-z_][\w./]*)=(?P<value>.*)$")
 RANGE_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
-SIMPLE_OPTION = re.compile(r"^[\w./-]+$")
+MULTIRUN_FLAGS = ("-m", "--multirun", "hydra.mode=MULTIRUN")
 
 
-def config_groups() -> dict[str, list[str]]:
-    """Every config group of the package's ``conf/`` and its options (``experiment`` nests)."""
-    root = resources.files("ntm_repro.conf")
-    groups = {}
-    for group in root.iterdir():
-        if group.is_dir() and not group.name.startswith(("_", ".")) and group.name != "hydra":
-            groups[group.name] = sorted(_options(group, ""))
-    return groups
-
-
-def _options(folder, prefix: str) -> Iterable[str]:
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.name.startswith(("_", ".")):
-            yield from _options(entry, f"{prefix}{entry.name}/")
-        elif entry.name.endswith(".yaml"):
-            yield prefix + entry.name[: -len(".yaml")]
-
-
-def _group_overrides(argv: list[str], groups: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]:
-    found = []
-    for arg in argv:
-        match = OVERRIDE.match(arg)
-        if match and match["key"] in groups:
-            values = match["value"].split(",")
-            if all(SIMPLE_OPTION.match(v) for v in values):
-                found.append((match["key"], match["value"], values))
-    return found
-
-
-def check_group_options(argv: list[str], groups: dict[str, list[str]] | None = None) -> None:
-    """A ConfigError naming the first unknown group option and the allowed ones."""
-    groups = config_groups() if groups is None else groups
-    for group, value, values in _group_overrides(argv, groups):
-        for option in values:
-            if option not in groups[group] and option != "null":
-                raise ConfigError(f"{group}={value}: {option!r} is not a {group} option; choose one of {', '.join(groups[group])}")
-
-
-def expand_ranges(argv: list[str], is_int_key: Callable[[str], bool]) -> list[str]:
-    """Rewrite ``KEY=A-B`` items (A <= B, non-negative) into comma lists for integer keys.
-    A range is a sweep: without ``-m`` it is an error that says so."""
-    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+def expand_ranges(argv: list[str]) -> list[str]:
+    """Rewrite ``KEY=A-B`` items (A <= B, non-negative) into comma lists for the keys of
+    :data:`RANGE_KEYS`. A range is a sweep: without ``-m`` it is an error that says so."""
+    multirun = any(arg in MULTIRUN_FLAGS for arg in argv)
     out = []
     for arg in argv:
         match = OVERRIDE.match(arg)
-        items = [RANGE_ITEM.match(v) for v in match["value"].split(",")] if match else []
-        if not items or not all(items) or not any(m.group(2) for m in items) or not is_int_key(match["key"]):
+        items = [RANGE_ITEM.match(v) for v in match["value"].split(",")] if match and match["key"] in RANGE_KEYS else []
+        if not items or not all(items) or not any(m.group(2) for m in items):
             out.append(arg)
             continue
         values: list[int] = []
@@ -88,82 +46,41 @@ def expand_ranges(argv: list[str], is_int_key: Callable[[str], bool]) -> list[st
     return out
 
 
-def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
-    if not isinstance(node, dict):
-        return [prefix] if prefix else []
-    keys = [prefix] if prefix else []
-    for key, value in node.items():
-        keys += _dotted_keys(value, f"{prefix}.{key}" if prefix else str(key))
-    return keys
-
-
-def check_keys(argv: list[str], cfg: DictConfig | None, groups: dict[str, list[str]] | None = None) -> None:
-    """A ConfigError for an override of a key the composed config does not have (a typo,
-    or a key of another model), suggesting the nearest existing keys. Keys prefixed with
-    ``+``/``++``/``~``, config groups and Hydra's own keys are Hydra's business."""
-    if cfg is None:
-        return
-    groups = config_groups() if groups is None else groups
-    known = None
-    for arg in argv:
+def _chosen_by(missing: str, overrides: Sequence[str]) -> tuple[str, str, str]:
+    """(argument, group, option) of the override that chose the missing config file
+    ``missing`` (``group/option``; groups may nest: ``experiment/graves/foo``)."""
+    for arg in overrides:
         match = OVERRIDE.match(arg)
-        if not match or match["prefix"] or match["key"] in groups or match["key"].split(".")[0] == "hydra" or "/" in match["key"]:
-            continue
-        if OmegaConf.select(cfg, match["key"], default=_ABSENT, throw_on_missing=False) is not _ABSENT:
-            continue
-        if known is None:
-            known = _dotted_keys(OmegaConf.to_container(cfg, resolve=False))
-        close = difflib.get_close_matches(match["key"], known, n=1, cutoff=0.75)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"{arg}: no such key in this config; {hint}(a new key needs a leading +)")
+        for option in match["value"].split(",") if match else ():
+            if missing == f"{match['key'].lstrip('/')}/{option}":
+                return arg, match["key"].lstrip("/"), option
+    group, option = missing.rsplit("/", 1)
+    return f"{group}={option}", group, option
 
 
-_ABSENT = object()
+def hydra_error_line(error: BaseException, overrides: Sequence[str] = ()) -> str:
+    """One line for an error Hydra or OmegaConf raised while parsing the overrides or
+    composing the config, naming the argument and what would be accepted."""
+    from hydra.errors import MissingConfigException, OverrideParseException
 
-
-def compose_for_checks(argv: list[str], groups: dict[str, list[str]] | None = None) -> DictConfig | None:
-    """The config the command would compose with its group choices (the first option of a
-    sweep list), or None when Hydra cannot compose it (Hydra then reports why)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    groups = config_groups() if groups is None else groups
-    overrides = [f"{group}={values[0]}" for group, _, values in _group_overrides(argv, groups)]
-    try:
-        with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
-    except Exception:
-        return None
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def int_keys_of(cfg: DictConfig | None) -> Callable[[str], bool]:
-    """``is_int_key`` for :func:`expand_ranges`: true for keys whose value in ``cfg`` is an int."""
-
-    def is_int_key(key: str) -> bool:
-        if cfg is None:
-            return False
-        value = OmegaConf.select(cfg, key, default=None)
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    return is_int_key
-
-
-def override_value(argv: list[str], key: str) -> str | None:
-    """The value a plain ``KEY=VALUE`` override in ``argv`` gives ``key``, or None."""
-    return next((arg.split("=", 1)[1] for arg in argv if arg.startswith(key + "=")), None)
-
-
-def check_output_folder(argv: list[str]) -> None:
-    """The folder runs will be written to (``hydra.sweep.dir`` with ``-m``, else
-    ``hydra.run.dir``; by default under ``multirun/``) must be creatable: its nearest
-    existing ancestor must be a writable directory."""
-    sweep = "-m" in argv or "--multirun" in argv
-    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
-    target = override_value(argv, key) or "multirun"
-    path = Path(target).absolute()
-    ancestor = next(p for p in (path, *path.parents) if p.exists())
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        problem = "is not a directory" if not ancestor.is_dir() else "is not writable"
-        raise ConfigError(f"cannot write runs to {path}: {ancestor} {problem}; choose another folder with {key}=PATH")
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
+        arg, group, option = _chosen_by(error.missing_cfg_file, overrides)
+        choices = f"choose one of {', '.join(error.options)}" if error.options else "ntm-repro --help lists them"
+        article = "an" if group[0] in "aeiou" else "a"
+        return f"{arg}: {option!r} is not {article} {group} option; {choices}"
+    if isinstance(error, OverrideParseException):
+        return f"{error.override}: Hydra cannot parse this override ({error.message.splitlines()[0]}; see https://hydra.cc/docs/advanced/override_grammar/basic)"
+    cause = error.__cause__
+    full_key = getattr(cause, "full_key", None)
+    if full_key and "not in struct" in str(cause):
+        matches = [m for a in overrides if (m := OVERRIDE.match(a)) and (m["key"] + ".").startswith(full_key + ".")]
+        key = matches[0]["key"] if matches else full_key
+        arg = matches[0].string if matches else full_key
+        parent = getattr(cause, "parent_node", None)
+        known = [str(k) for k in parent.keys()] if parent is not None else []
+        close = difflib.get_close_matches(str(cause.key), known, n=1, cutoff=0.75)
+        stem = full_key[: -len(str(cause.key))]
+        hint = f"did you mean {stem}{close[0]}{key[len(full_key):]}? " if close else ""
+        return f"{arg}: no such key in this config; {hint}(a new key needs a leading +)"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]
+    return " ".join(line for line in lines if line != "Config search path:")

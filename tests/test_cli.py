@@ -1,5 +1,6 @@
 """End to end: the installed ``ntm-repro`` command in a subprocess, outside the checkout."""
 
+import csv
 import json
 import shutil
 import subprocess
@@ -10,7 +11,6 @@ import pytest
 
 from conftest import TINY
 
-from ntm_repro.cli_args import config_groups
 
 NTM_REPRO = shutil.which("ntm-repro")
 pytestmark = pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed (pip install -e .)")
@@ -48,7 +48,7 @@ def test_sweep_over_models_and_a_seed_range(tmp_path):
 def test_unknown_group_option_is_one_line_before_any_work(tmp_path):
     result = run_cli(tmp_path, "model=transformer")
     assert result.returncode == 2
-    options = ", ".join(config_groups()["model"])
+    options = "lstm, ntm, ntm1, ntm2, ntm3, ntm_2heads"
     assert result.stderr.strip().splitlines() == [
         f"ntm-repro: error: model=transformer: 'transformer' is not a model option; choose one of {options}"
     ]
@@ -84,10 +84,11 @@ def test_headline_structured_sweep_on_recall(tmp_path):
     )
 
 
-def test_a_seed_batch_sweep_then_its_report(tmp_path):
-    """Each model's seeds trained as one batch (two groups at once, in worker processes):
-    a run folder per seed, as a sweep without seed_batch writes, and the report reads them."""
-    result = run_cli(tmp_path, "-m", "model=ntm,lstm", "seed=0-2", "seed_batch.enabled=true", *TINY, "train.sequences=64",
+def test_a_population_sweep_then_its_report(tmp_path):
+    """Each model's seeds trained as one population (the default for -m; two at once, in
+    worker processes): a run folder per seed, as jobs trained alone write, and the report
+    reads them."""
+    result = run_cli(tmp_path, "-m", "model=ntm,lstm", "seed=0-2", *TINY, "train.sequences=64",
                      "hydra.sweep.dir=sweep")
     assert result.returncode == 0, result.stderr
     runs = summaries(tmp_path / "sweep")
@@ -107,9 +108,8 @@ def test_a_seed_batch_sweep_then_its_report(tmp_path):
         (["+trainer.max_epoch=1", *TINY], "ntm-repro: error: trainer settings rejected by pytorch_lightning.Trainer: "),
         (["hydra.run.dir=blocker/run"], "ntm-repro: error: cannot write runs to "),
         (["-m", "seed=0,1", "hydra.sweep.dir=blocker/sweep"], "ntm-repro: error: cannot write runs to "),
-        (["-m", "seed=0,1", "seed_batch.enabled=true", "hydra/launcher=joblib"],
-         "ntm-repro: error: seed_batch.enabled=true trains the seed groups in the launching process; drop the hydra/launcher"),
-        (["-m", "seed=0,1", "seed_batch.enabled=true", "seed_batch.jobs=0"], "ntm-repro: error: seed_batch.jobs=0: give a positive number"),
+        (["-m", "seed=0,1", "hydra.launcher.jobs=0"], "ntm-repro: error: hydra.launcher.jobs=0: give a positive number"),
+        (["x=["], "ntm-repro: error: x=[: Hydra cannot parse this override"),
     ],
 )
 def test_typos_and_misuse_give_one_line(tmp_path, args, message):
@@ -130,3 +130,63 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert ok["status"] == "completed"
     assert bad["status"] == "failed" and "Invalid learning rate: -1" in bad["reason"]
     assert result.stderr.strip().splitlines()[-1].startswith("ntm-repro: error: 1 run(s) did not complete")
+
+
+@pytest.mark.parametrize("models", ["ntm,lstm", "lstm,ntm"])
+def test_a_key_one_job_lacks_is_refused_before_any_job_whatever_its_order(tmp_path, models):
+    """model.heads exists for the NTM, not for the LSTM baseline: whichever job comes first,
+    the sweep stops in one line before anything trains."""
+    result = run_cli(tmp_path, "-m", f"model={models}", "model.heads=2", *TINY, "hydra.sweep.dir=sweep")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ntm-repro: error:")]
+    assert errors == ["ntm-repro: error: model.heads=2: no such key in this config; (a new key needs a leading +)"], result.stderr
+    assert not list(tmp_path.glob("sweep/*/summary.json"))
+
+
+def test_a_users_model_in_config_dir_trains_and_another_primary_config_composes(tmp_path):
+    """--config-dir adds the user's own YAML to the search path: a model of theirs trains;
+    -cn picks their primary config, built on the package's."""
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "tiny_ntm.yaml").write_text(
+        "defaults:\n  - ntm\n  - _self_\nname: tiny_ntm\nmemory: {locations: 16, width: 6}\n")
+    (tmp_path / "mine" / "short.yaml").write_text("defaults:\n  - config\n  - _self_\ntrain:\n  sequences: 32\n")
+    result = run_cli(tmp_path, "--config-dir", "mine", "model=tiny_ntm", *TINY, "train.sequences=32", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["model"] == "tiny_ntm" and summary["sequences_seen"] == 32
+    shown = run_cli(tmp_path, "--config-dir", "mine", "-cn", "short", "--cfg", "job")
+    assert shown.returncode == 0, shown.stderr
+    assert "sequences: 32" in shown.stdout and "name: ntm" in shown.stdout
+
+
+def test_hydras_informational_flags_work(tmp_path):
+    completion = run_cli(tmp_path, "-sc", "install=bash")
+    assert completion.returncode == 0 and "hydra_bash_completion ntm-repro" in completion.stdout, completion.stderr
+    info = run_cli(tmp_path, "--info", "searchpath")
+    assert info.returncode == 0 and "pkg://ntm_repro.conf" in info.stdout, info.stderr
+    info = run_cli(tmp_path, "--info", "plugins")
+    assert info.returncode == 0 and "Launcher" in info.stdout, info.stderr
+
+
+def test_hydra_mode_multirun_sweeps_and_a_job_reruns_from_its_pickle(tmp_path):
+    result = run_cli(tmp_path, "hydra.mode=MULTIRUN", "seed=0-1", *TINY, "train.sequences=32", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    first = tmp_path / "sweep" / "0_ntm_copy_s0"
+    assert [r["seed"] for r in summaries(tmp_path / "sweep")] == [0, 1]
+    before = curve(first)
+    (first / "metrics.csv").unlink()
+    rerun = run_cli(tmp_path, "--experimental-rerun", str(first / ".hydra" / "config.pickle"))
+    assert rerun.returncode == 0, rerun.stderr
+    assert curve(first) == before  # the same job, trained again to the same curve
+
+
+def curve(run: Path) -> list[dict]:
+    """metrics.csv without its wall-clock column."""
+    return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(open(run / "metrics.csv"))]
+
+
+def test_a_range_on_a_key_not_declared_for_ranges_is_one_value_not_a_sweep(tmp_path):
+    result = run_cli(tmp_path, "-m", "train.sequences=1000-2000", *TINY[1:], "hydra.sweep.dir=sweep")
+    assert result.returncode == 1
+    assert len(list((tmp_path / "sweep").glob("*/summary.json"))) == 1  # one job, not 1,001
+    assert "ntm-repro: error: train.sequences='1000-2000': must be a positive integer" in result.stderr

@@ -61,7 +61,7 @@ def test_a_run_killed_and_resumed_ends_like_an_uninterrupted_one(tmp_path):
 
 @pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed")
 def test_a_killed_seed_batch_resumes_together_and_ends_like_an_uninterrupted_one(tmp_path):
-    sweep = [NTM_REPRO, "-m", *LONGER, "seed=0,1", "seed_batch.enabled=true"]
+    sweep = [NTM_REPRO, "-m", *LONGER, "seed=0,1"]  # one population (the default for -m)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert subprocess.run([*sweep, f"hydra.sweep.dir={whole}"], capture_output=True, timeout=600).returncode == 0
     process = subprocess.Popen([*sweep, f"hydra.sweep.dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

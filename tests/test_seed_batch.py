@@ -18,7 +18,7 @@ from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.module import SequenceLearner
 from ntm_repro.training.run import train, train_seeds
 from ntm_repro.training.seed_checkpoints import split_checkpoint, stack_checkpoints
-from ntm_repro.training.seed_groups import group_by_config
+from ntm_repro.launcher import populations
 
 SEEDS = (0, 1, 2)
 LEVELS = (4, 1, 3)  # one length per seed: the batch is padded to the longest
@@ -151,7 +151,7 @@ def test_seed_checkpoints_are_what_each_seed_alone_writes_and_stack_back(compose
 
 def test_runs_group_by_everything_but_the_seed(compose_cfg, tmp_path):
     runs = [(compose_cfg(f"model={model}", f"seed={seed}"), tmp_path / f"{model}{seed}") for seed in (2, 0) for model in ("ntm", "lstm")]
-    groups = group_by_config(runs)
+    groups = populations(runs)
     assert [[(cfg.model.name, cfg.seed) for cfg, _ in group] for group in groups] == [[("ntm", 0), ("ntm", 2)], [("lstm", 0), ("lstm", 2)]]
 
 

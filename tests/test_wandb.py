@@ -105,7 +105,7 @@ def _read_offline_run(run_folder: Path) -> dict:
 
 
 @pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed (pip install -e .)")
-@pytest.mark.parametrize("batched", [[], ["seed_batch.enabled=true"]], ids=["jobs", "seed_batch"])
+@pytest.mark.parametrize("batched", [["hydra/launcher=basic"], []], ids=["jobs", "population"])
 def test_sweep_logs_one_offline_run_per_job_grouped_by_sweep(tmp_path, batched):
     result = subprocess.run(
         [NTM_REPRO, "-m", "logger=csv_wandb", "seed=0,1", *SHORT, *batched],

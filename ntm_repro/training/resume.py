@@ -17,7 +17,7 @@ from ntm_repro.errors import ConfigError
 
 FINISHED = ("completed", "diverged")
 #: keys that may differ between the first attempt and the resumed one
-FREE_KEYS = ("resume", "threads", "seed_batch")
+FREE_KEYS = ("resume", "threads", "seed_batch")  # seed_batch: in run folders of earlier versions
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,16 @@ def code_version() -> dict[str, Any]:
         "pytorch_lightning": pytorch_lightning.__version__,
         "python": platform.python_version(),
     }
+
+
+def outcome_line(run_dir: Path, summary: Mapping[str, Any]) -> str:
+    """``<run folder>: <status>``, the final validation figures, and why if it did not complete."""
+    line = f"{run_dir}: {summary['status']}"
+    final = summary.get("final") or {}
+    if "val/bit_errors" in final:
+        line += f", val cost {final['val/cost_bits']:.4g} bits, {final['val/bit_errors']:.4g} bit errors per sequence"
+    if summary.get("skipped"):
+        line += " (already finished: skipped; resume=true)"
+    elif summary["reason"]:
+        line += f" ({summary['reason']})"
+    return line

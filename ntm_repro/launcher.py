@@ -1,0 +1,145 @@
+"""The populations launcher, ``ntm-repro -m``'s default (``hydra/launcher=populations``): a
+Hydra launcher that composes every job of a sweep first (so a bad job is refused, in one line,
+before any job trains, whatever its place in the sweep), groups the jobs whose configs differ
+only in ``seed`` into populations, and trains each population as one batched computation
+(:func:`ntm_repro.training.run.train_seeds`; every seed still writes its own run folder as if
+it had trained alone), ``hydra.launcher.jobs`` populations at a time in worker processes.
+
+    ntm-repro -m model=ntm,ntm1 seed=0-4                       # 2 populations of 5, both at once
+    ntm-repro -m model=ntm seed=0-4 hydra.launcher.jobs=1      # one population after another
+    ntm-repro -m model=ntm seed=0-4 hydra/launcher=basic       # Hydra's own: each seed alone
+
+Hydra loads it from ``hydra_plugins.ntm_repro`` (the package's plugin entry); torch loads
+only in the processes that train.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ntm_repro.cli_args import hydra_error_line
+from ntm_repro.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Run = tuple[DictConfig, Path]
+#: what trains one population: (configs, run folders) -> one outcome line per run
+PopulationTrainer = Callable[[list[DictConfig], list[Path]], list[str]]
+
+
+def populations(runs: list[Run]) -> list[list[Run]]:
+    """Runs whose configs differ only in ``seed``, in order of first appearance, each
+    population sorted by seed."""
+    groups: dict[str, list[Run]] = {}
+    for cfg, run_dir in runs:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        config.pop("seed")
+        groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append((cfg, run_dir))
+    return [sorted(group, key=lambda run: run[0].seed) for group in groups.values()]
+
+
+def default_jobs(threads: int) -> int:
+    """Populations at once when ``hydra.launcher.jobs`` is null: one per ``threads`` cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, threads))
+
+
+def train_all(groups: list[list[Run]], jobs: int, train: PopulationTrainer) -> Iterator[str]:
+    """Train every population with ``train`` (a module-level function: workers import it),
+    ``jobs`` at a time in worker processes (here, for one at a time); yields each
+    population's outcome lines as it ends."""
+    work = [([cfg for cfg, _ in group], [run_dir for _, run_dir in group]) for group in groups]
+    if jobs <= 1 or len(work) == 1:
+        for cfgs, dirs in work:
+            yield from train(cfgs, dirs)
+        return
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=min(jobs, len(work)), backend="loky", return_as="generator_unordered")
+    for lines in parallel(delayed(train)(cfgs, dirs) for cfgs, dirs in work):
+        yield from lines
+
+
+def train_population(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
+    """Train one population (in a worker process, or here); its outcome lines."""
+    from ntm_repro.training.run import train_seeds
+    from ntm_repro.training.run_folder import outcome_line
+
+    try:
+        summaries = train_seeds(cfgs, run_dirs)
+    except ConfigError as error:
+        return [f"ntm-repro: error: {error}"]
+    except Exception as error:
+        return [f"ntm-repro: error: {type(error).__name__}: {error} (traceback in {run_dirs[0]}/traceback.txt)"]
+    return [outcome_line(run_dir, summary) for run_dir, summary in zip(run_dirs, summaries)]
+
+
+class PopulationLauncher(Launcher):
+    """Hydra's Launcher interface (``setup``, ``launch``) over populations of seeds."""
+
+    def __init__(self, jobs: int | None = None) -> None:
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise ConfigError(f"hydra.launcher.jobs={jobs!r}: give a positive number of populations to train at once (or null: one per core)")
+        self.jobs = jobs
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context  # jobs train here, not through task_function
+
+    def _compose(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[DictConfig]:
+        """Every job's config; a ConfigError with one line per job that cannot be composed."""
+        configs, problems = [], []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            try:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            except Exception as error:  # Hydra's and OmegaConf's composition errors
+                problems.append(f"job {idx} ({' '.join(filter_overrides(overrides))}): {hydra_error_line(error, overrides)}")
+                continue
+            with open_dict(cfg):
+                cfg.hydra.job.id = idx
+                cfg.hydra.job.num = idx
+            configs.append(cfg)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return configs
+
+    def _prepare(self, cfg: DictConfig) -> tuple[JobReturn, Run]:
+        """Hydra's job set-up for ``cfg`` (its run folder, .hydra/ record, logging), and the
+        job's own config, resolved while its Hydra config is current."""
+        prepared: list[Run] = []
+
+        def record(task_cfg: DictConfig) -> None:
+            OmegaConf.resolve(task_cfg)
+            prepared.append((task_cfg, Path(HydraConfig.get().runtime.output_dir)))
+
+        ret = run_job(hydra_context=self.hydra_context, task_function=record, config=cfg,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret.return_value  # noqa: B018 - re-raises what went wrong setting the job up
+        return ret, prepared[0]
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None, "launch() before setup()"
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        configs = self._compose(job_overrides, initial_job_idx)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        returns, runs = zip(*(self._prepare(cfg) for cfg in configs))
+        HydraConfig.instance().cfg = None  # the last job's: no population's training may read it
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        groups = populations(list(runs))
+        jobs = self.jobs or default_jobs(int(self.config.get("threads") or 1))
+        log.info(f"Training {len(runs)} runs as {len(groups)} population(s), {min(jobs, len(groups))} at a time")
+        for line in train_all(groups, jobs, train_population):
+            print(line, file=sys.stderr)
+        return list(returns)
