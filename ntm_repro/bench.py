@@ -40,13 +40,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from ntm_repro.models.factory import build_model
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.module import SequenceLearner
-from ntm_repro.training.run import quiet_lightning, trainable_model
-from ntm_repro.training.streams import seed_initialisation
+from ntm_repro.training.build import build_networks
+from ntm_repro.training.run import quiet_lightning
+from ntm_repro.training.trainable import trainable_model
 
 
 def load_config(model: str, task: str, controller: str, overrides: list[str]) -> DictConfig:
@@ -61,16 +61,13 @@ class Bench:
 
     def __init__(self, cfg: DictConfig, batch_size: int, level: str, device: str, compile_step: bool = False, seeds: int = 1):
         self.task = build_task(cfg.task)
-        networks = []
-        for seed in range(seeds):
-            seed_initialisation(seed)
-            networks.append(build_model(cfg.model, cfg.controller, self.task.input_size, self.task.output_size).to(device))
+        networks = [network.to(device) for network in build_networks(cfg, self.task, range(seeds))]
         self.model = trainable_model(networks, compile_step).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=True)
         episode = self.task.episode(batch_size, self.task.parse_level(level), torch.Generator().manual_seed(0))
         self.episode = Episode(*(tensor.to(device) for tensor in episode))
         # every seed on the same episode; the loss sees the seeds' sequences side by side
-        self.inputs = self.episode.inputs if seeds == 1 else self.episode.inputs.expand(seeds, *episode.inputs.shape)
+        self.inputs = self.episode.inputs.expand(seeds, *episode.inputs.shape)
         self.scored = Episode(*(tensor.repeat(seeds, *[1] * (tensor.dim() - 1)) for tensor in self.episode))
         self.seeds, self.batch_size, self.device = seeds, batch_size, torch.device(device)
 

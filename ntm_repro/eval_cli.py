@@ -34,13 +34,15 @@ def checked_levels(texts: list[str], task: Task) -> list[Any]:
 
 
 def evaluate_run(run_dir: Path, levels: list[str] | None, traces: list[str] | None, sequences: int | None) -> str:
+    from ntm_repro.models.population import Population
     from ntm_repro.training.evaluation import generalisation_rows, load_trained, merge_generalisation, write_attention
 
     cfg, task, model = load_trained(run_dir)
     per_level = sequences or int(cfg.train.test_batch_size)
     test_levels = checked_levels(levels, task) if levels else task.test_levels
     trace_levels = checked_levels(traces, task) if traces else ([] if levels else [task.trace_level])
-    merge_generalisation(run_dir, generalisation_rows(model, task, test_levels, per_level))
+    (rows,) = generalisation_rows(Population([model]), task, test_levels, per_level)
+    merge_generalisation(run_dir, rows)
     written = [write_attention(model, task, level, run_dir).name for level in trace_levels]
     labels = ", ".join(str(task.level_label(level)) for level in test_levels)
     return f"{run_dir}: {task.level_name} {labels} evaluated on {per_level} sequences each" + (

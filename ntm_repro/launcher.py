@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
@@ -54,11 +54,16 @@ def default_jobs(threads: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
-def train_all(groups: list[list[Run]], jobs: int, train: PopulationTrainer) -> Iterator[str]:
+def train_all(groups: list[list[Run]], jobs: int, train: PopulationTrainer, submitit: dict | None = None,
+              folder: Path | None = None) -> Iterator[str]:
     """Train every population with ``train`` (a module-level function: workers import it),
-    ``jobs`` at a time in worker processes (here, for one at a time); yields each
-    population's outcome lines as it ends."""
+    ``jobs`` at a time in worker processes (here, for one at a time), or, given
+    ``submitit`` parameters, as one submitit job array with its files in ``folder`` (a task
+    per population); yields each population's outcome lines as it ends."""
     work = [([cfg for cfg, _ in group], [run_dir for _, run_dir in group]) for group in groups]
+    if submitit is not None:
+        yield from _submit(work, jobs, train, dict(submitit), folder or Path("."))
+        return
     if jobs <= 1 or len(work) == 1:
         for cfgs, dirs in work:
             yield from train(cfgs, dirs)
@@ -68,6 +73,22 @@ def train_all(groups: list[list[Run]], jobs: int, train: PopulationTrainer) -> I
     parallel = Parallel(n_jobs=min(jobs, len(work)), backend="loky", return_as="generator_unordered")
     for lines in parallel(delayed(train)(cfgs, dirs) for cfgs, dirs in work):
         yield from lines
+
+
+def _submit(work: list[tuple[list[DictConfig], list[Path]]], jobs: int, train: PopulationTrainer, parameters: dict,
+            folder: Path) -> Iterator[str]:
+    """The populations as one submitit job array (SLURM, or local processes for a check),
+    at most ``jobs`` tasks at once; waits for each task in turn."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder / ".submitit" / "%j"), cluster=parameters.pop("cluster", None))
+    executor.update_parameters(slurm_array_parallelism=jobs, **parameters)
+    submitted = executor.map_array(train, [cfgs for cfgs, _ in work], [dirs for _, dirs in work])
+    for job, (_, dirs) in zip(submitted, work):
+        try:
+            yield from job.result()
+        except Exception as error:  # the task itself died (killed, out of memory, timed out)
+            yield f"ntm-repro: error: submitit job {job.job_id} ({dirs[0].parent}): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
 def train_population(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
@@ -87,10 +108,11 @@ def train_population(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
 class PopulationLauncher(Launcher):
     """Hydra's Launcher interface (``setup``, ``launch``) over populations of seeds."""
 
-    def __init__(self, jobs: int | None = None) -> None:
+    def __init__(self, jobs: int | None = None, submitit: Any = None) -> None:
         if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
             raise ConfigError(f"hydra.launcher.jobs={jobs!r}: give a positive number of populations to train at once (or null: one per core)")
         self.jobs = jobs
+        self.submitit = OmegaConf.to_container(submitit, resolve=True) if isinstance(submitit, DictConfig) else submitit
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -133,13 +155,15 @@ class PopulationLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None, "launch() before setup()"
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         configs = self._compose(job_overrides, initial_job_idx)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)  # before the jobs' folders
         returns, runs = zip(*(self._prepare(cfg) for cfg in configs))
         HydraConfig.instance().cfg = None  # the last job's: no population's training may read it
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         groups = populations(list(runs))
         jobs = self.jobs or default_jobs(int(self.config.get("threads") or 1))
-        log.info(f"Training {len(runs)} runs as {len(groups)} population(s), {min(jobs, len(groups))} at a time")
-        for line in train_all(groups, jobs, train_population):
+        where = f"submitit ({self.submitit.get('cluster') or 'auto'})" if self.submitit is not None else "here"
+        log.info(f"Training {len(runs)} runs as {len(groups)} population(s), {min(jobs, len(groups))} at a time, {where}")
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        for line in train_all(groups, jobs, train_population, self.submitit, sweep_dir):
             print(line, file=sys.stderr)
         return list(returns)

@@ -1,6 +1,7 @@
-"""Sweeps through Hydra launchers: joblib (local processes), submitit (local, and the SLURM
-preset ``hydra/launcher=slurm_cpu``, composed and rendered into an sbatch script: there is
-no SLURM here)."""
+"""Sweeps through Hydra launchers: joblib and submitit's local launcher (each seed alone, a
+process each), and ntm-repro's populations launcher handing populations to submitit: locally,
+and through the SLURM preset ``hydra/launcher=slurm_cpu``, rendered into an sbatch script
+(there is no SLURM here)."""
 
 import json
 import os
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import TINY
@@ -60,36 +60,35 @@ def compose_with_hydra(*overrides: str):
 
 
 def test_slurm_preset_composes():
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    cfg = compose_with_hydra("hydra/launcher=slurm_cpu", "hydra.launcher.partition=short")
+    cfg = compose_with_hydra("hydra/launcher=slurm_cpu", "hydra.launcher.submitit.slurm_partition=short")
     launcher = cfg.hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert launcher.partition == "short"  # the command line overrides the preset
-    assert launcher.cpus_per_task in (1, 2) and launcher.mem_gb >= 1 and launcher.timeout_min >= 60
-    assert launcher.array_parallelism >= 1 and launcher.tasks_per_node == 1
-    assert cfg.threads == launcher.cpus_per_task  # one torch thread per job, one CPU per job
+    assert launcher._target_ == "hydra_plugins.ntm_repro.PopulationLauncher"
+    params = launcher.submitit
+    assert params.cluster == "slurm" and params.slurm_partition == "short"  # the command line overrides the preset
+    assert params.cpus_per_task in (1, 2) and params.mem_gb >= 1 and params.timeout_min >= 60
+    assert launcher.jobs >= 1 and params.tasks_per_node == 1
+    assert cfg.threads == params.cpus_per_task  # one torch thread per population, one CPU per task
 
 
-def test_slurm_preset_renders_an_sbatch_script(tmp_path, monkeypatch):
-    """The real launcher's launch() up to submission, with a stand-in ``srun`` on PATH and
-    submission itself replaced: the preset's keys reach sbatch as SLURM options."""
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+def test_slurm_preset_sends_one_array_task_per_population(tmp_path, monkeypatch, compose_cfg):
+    """The launcher's submission with a stand-in ``srun`` on PATH and submission itself
+    replaced: 2 models x 3 seeds are 2 array tasks, each given one population's configs and
+    run folders, and the preset's keys reach sbatch as SLURM options."""
     import submitit
     from submitit.slurm.slurm import _make_sbatch_string
+
+    from ntm_repro.launcher import populations, train_all, train_population
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
     (bin_dir / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.chdir(tmp_path)
-    cfg = compose_with_hydra("hydra/launcher=slurm_cpu", "seed=0")
-    launcher = instantiate(cfg.hydra.launcher)
-    launcher.config = cfg
+    preset = compose_with_hydra("hydra/launcher=slurm_cpu").hydra.launcher
     submitted = {}
 
     def fake_map_array(executor, fn, *iterables):
-        submitted["jobs"] = len(iterables[0])
+        submitted["fn"], submitted["args"] = fn, iterables
         submitted["parameters"] = dict(executor._executor.parameters)
         submitted["sbatch"] = _make_sbatch_string(
             command="python -m submitit.core._submit", folder=executor.folder, map_count=len(iterables[0]),
@@ -98,11 +97,28 @@ def test_slurm_preset_renders_an_sbatch_script(tmp_path, monkeypatch):
         return []
 
     monkeypatch.setattr(submitit.AutoExecutor, "map_array", fake_map_array)
-    assert launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0) == []
+    runs = [(compose_cfg(f"model={m}", f"seed={s}"), tmp_path / f"{m}_s{s}") for m in ("ntm", "lstm") for s in range(3)]
+    params = OmegaConf.to_container(preset.submitit)
+    assert list(train_all(populations(runs), preset.jobs, train_population, params, tmp_path)) == []
+    cfgs, dirs = submitted["args"]
+    assert submitted["fn"] is train_population and len(cfgs) == len(dirs) == 2
+    assert [[c.seed for c in population] for population in cfgs] == [[0, 1, 2], [0, 1, 2]]
+    assert [d.name for d in dirs[1]] == ["lstm_s0", "lstm_s1", "lstm_s2"]
     script = submitted["sbatch"]
-    assert submitted["jobs"] == 2
-    assert submitted["parameters"]["array_parallelism"] == cfg.hydra.launcher.array_parallelism
-    for option in ("--partition=cpu", "--cpus-per-task=1", f"--mem={cfg.hydra.launcher.mem_gb}GB",
-                   f"--time={cfg.hydra.launcher.timeout_min}", "--array=0-1%2", "--ntasks-per-node=1"):
+    for option in ("--partition=cpu", "--cpus-per-task=1", f"--mem={preset.submitit.mem_gb}GB",
+                   f"--time={preset.submitit.timeout_min}", f"--array=0-1%{min(2, preset.jobs)}", "--ntasks-per-node=1"):
         assert f"#SBATCH {option}\n" in script, script
     assert ".submitit" in script
+
+
+@needs_cli
+def test_populations_through_submitit_locally(tmp_path):
+    """hydra/launcher=populations_submitit_local: the SLURM path without a cluster, each
+    population a submitit job of its own."""
+    result = run_cli(tmp_path, "-m", "hydra/launcher=populations_submitit_local", "model=ntm,lstm", "seed=0,1", *SHORT)
+    assert result.returncode == 0, result.stderr
+    runs = sweep_summaries(tmp_path)
+    assert sorted((r["model"], r["seed"]) for r in runs) == [("lstm", 0), ("lstm", 1), ("ntm", 0), ("ntm", 1)]
+    assert all(r["status"] == "completed" and r["trained_with_seeds"] == [0, 1] for r in runs), runs
+    (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.name != "single"]
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit()]) == 2  # one submitit job per population

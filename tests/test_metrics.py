@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from ntm_repro.models.population import Population
+
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import bit_errors, cost_nats, evaluate
 
@@ -94,7 +96,7 @@ def test_evaluate_reports_bits_and_errors():
         def forward(self, inputs):
             return LOGITS + self.dummy
 
-    model = Fixed()
+    model = Population([Fixed()])
     model.train()
     (result,) = evaluate(model, [EPISODE, EPISODE])
     assert result["cost_bits"] == pytest.approx(2.6225562, abs=1e-6)

@@ -60,7 +60,7 @@ def test_a_run_killed_and_resumed_ends_like_an_uninterrupted_one(tmp_path):
 
 
 @pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed")
-def test_a_killed_seed_batch_resumes_together_and_ends_like_an_uninterrupted_one(tmp_path):
+def test_a_killed_population_resumes_together_and_ends_like_an_uninterrupted_one(tmp_path):
     sweep = [NTM_REPRO, "-m", *LONGER, "seed=0,1"]  # one population (the default for -m)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert subprocess.run([*sweep, f"hydra.sweep.dir={whole}"], capture_output=True, timeout=600).returncode == 0
@@ -78,7 +78,7 @@ def test_a_killed_seed_batch_resumes_together_and_ends_like_an_uninterrupted_one
         assert after["trained_with_seeds"] == [0, 1]  # continued together
         assert after["final"] == summary(whole / run.name)["final"]
         assert metric_rows(run) == metric_rows(whole / run.name)
-    assert not (runs[0] / "seed_batch_resume.ckpt").exists()
+    assert not (runs[0] / "population_resume.ckpt").exists()
 
 
 @pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed")

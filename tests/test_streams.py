@@ -109,10 +109,12 @@ def test_streams_draw_uniformly():
 
 
 def test_seeds_initialise_differently_and_reproducibly(compose_cfg):
-    from ntm_repro.training.run import _seed_network
+    from ntm_repro.training.build import build_networks
+    from ntm_repro.training.instantiate import build_task
 
     def weights(seed):
-        _, network = _seed_network(compose_cfg(f"seed={seed}"))
+        cfg = compose_cfg(f"seed={seed}")
+        (network,) = build_networks(cfg, build_task(cfg.task), [cfg.seed])
         return torch.cat([p.detach().flatten() for p in network.parameters()])
 
     first = {seed: weights(seed) for seed in (0, 1, MAX_SEED)}

@@ -10,7 +10,8 @@ import torch._dynamo
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.factory import build_model
 from ntm_repro.training.instantiate import build_task
-from ntm_repro.training.run import compile_time_step, train
+from ntm_repro.training.run import train
+from ntm_repro.training.trainable import trainable_model
 
 
 def test_run_folder_contract(compose_cfg, tmp_path):
@@ -136,19 +137,18 @@ def test_compile_is_for_ntm_models_only(compose_cfg, tmp_path):
 
 
 def test_compile_without_a_cpp_compiler_is_one_line(compose_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr("ntm_repro.training.run.shutil.which", lambda name: None)
+    monkeypatch.setattr("ntm_repro.training.trainable.shutil.which", lambda name: None)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler on the CPU .*set train.compile=false"):
         train(compose_cfg("model.engine=reference", "train.compile=true"), tmp_path)
 
 
 def compiled_model(cfg):
-    """The config's task and its NTM on the reference engine with the time step compiled."""
+    """The config's task and its NTM on the reference engine, a population of one with the
+    time step compiled."""
     cfg.model.engine = "reference"  # train.compile is the reference's; the fused engine is compiled code already
     task = build_task(cfg.task)
-    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
-    compile_time_step(model)
-    return task, model
+    return task, trainable_model([build_model(cfg.model, cfg.controller, task.input_size, task.output_size)], compiled=True)
 
 
 def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg):
@@ -160,7 +160,7 @@ def test_each_compiled_model_gets_a_fresh_recompile_budget(compose_cfg):
         for name in ("ntm", "ntm1"):
             task, model = compiled_model(compose_cfg(f"model={name}"))
             inputs = task.episode(2, task.parse_level("3"), torch.Generator().manual_seed(0)).inputs
-            model(inputs).sum().backward()
+            model(inputs.unsqueeze(0)).sum().backward()
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -170,7 +170,7 @@ def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, batch):
     task, model = compiled_model(compose_cfg())
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=4):  # first/later x train/eval
         for length in range(1, 9):
-            inputs = torch.rand(batch, length, task.input_size)
+            inputs = torch.rand(1, batch, length, task.input_size)
             model(inputs).sum().backward()
             with torch.no_grad():
                 model(inputs)

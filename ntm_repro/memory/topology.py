@@ -15,9 +15,18 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ntm_repro.errors import ConfigError
 from ntm_repro.memory.access import read, write
 from ntm_repro.memory.addressing import cosine_similarity
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be built. ``where`` names the entry at fault within the
+    topology (``blocks``, ``write[1]``, ``mix.M2``, or empty for the whole); ``layer`` is
+    set when the entry asks for a controller layer that does not exist."""
+
+    def __init__(self, where: str, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.where, self.layer = where, layer
 
 
 @dataclass(frozen=True)
@@ -38,39 +47,38 @@ class Topology:
         ``heads`` heads. Controller layers are numbered from 1; -1 means the top layer."""
         blocks = tuple(cfg["blocks"])
         if not blocks or len(set(blocks)) != len(blocks):
-            raise ConfigError(f"model.topology.blocks={list(blocks)}: give one or more distinct block names")
+            raise TopologyError("blocks", f"{list(blocks)}: give one or more distinct block names")
 
         def block_index(name: str, where: str) -> int:
             if name not in blocks:
-                raise ConfigError(f"{where}: block {name!r} does not exist; blocks are {', '.join(blocks)}")
+                raise TopologyError(where, f"block {name!r} does not exist; blocks are {', '.join(blocks)}")
             return blocks.index(name)
 
         def layer_index(layer: int, where: str) -> int:
             if layer == -1:
                 return controller_layers - 1
             if not 1 <= layer <= controller_layers:
-                raise ConfigError(
-                    f"{where}: controller layer {layer} does not exist; the controller has "
-                    f"{controller_layers} layer(s) (set controller.layers={layer} or use layer: -1)"
+                raise TopologyError(
+                    where, f"controller layer {layer} does not exist; the controller has {controller_layers} layer(s)", layer
                 )
             return layer - 1
 
         writes = list(cfg["write"])
         reads = list(cfg["read"])
         if not writes or not reads:
-            raise ConfigError("model.topology: needs at least one write and one read entry")
+            raise TopologyError("", "needs at least one write and one read entry")
         write_blocks, write_layers = [], []
         for i, entry in enumerate(writes):
-            where = f"model.topology.write[{i}]"
+            where = f"write[{i}]"
             block = block_index(entry["block"], where)
             layer = layer_index(int(entry.get("layer", -1)), where)
             write_blocks += [block] * heads
             write_layers += [layer] * heads
-        read_blocks = [block_index(name, f"model.topology.read[{i}]") for i, name in enumerate(reads) for _ in range(heads)]
+        read_blocks = [block_index(name, f"read[{i}]") for i, name in enumerate(reads) for _ in range(heads)]
 
         mix = dict(cfg.get("mix") or {})
         sources = {
-            block_index(target, "model.topology.mix"): block_index(source, f"model.topology.mix.{target}")
+            block_index(target, "mix"): block_index(source, f"mix.{target}")
             for target, source in mix.items()
         }
         return cls(
@@ -94,7 +102,7 @@ def _mix_levels(blocks: Sequence[str], sources: Mapping[int, int]) -> tuple[tupl
             return 0
         if block in path:
             cycle = " -> ".join(blocks[b] for b in (*path[path.index(block):], block))
-            raise ConfigError(f"model.topology.mix: mixing sources form a cycle ({cycle}); a block cannot depend on itself")
+            raise TopologyError("mix", f"mixing sources form a cycle ({cycle}); a block cannot depend on itself")
         if block not in level:
             level[block] = depth(sources[block], (*path, block)) + 1
         return level[block]

@@ -3,13 +3,13 @@ first so that bad input fails with one line naming the key."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
 from ntm_repro.errors import ConfigError, choice, positive
 from ntm_repro.memory.init import MEMORY_INITS
-from ntm_repro.memory.topology import MIX_FORMS, MixingError, Topology
+from ntm_repro.memory.topology import MIX_FORMS, MixingError, Topology, TopologyError
 from ntm_repro.models.controller import ACTIVATIONS, LSTM_BIASES, FeedforwardController, LSTMController
 from ntm_repro.models.engines import ENGINES, resolve_engine
 from ntm_repro.models.lstm_baseline import LSTMBaseline
@@ -36,6 +36,16 @@ def build_controller(cfg: Mapping[str, Any], input_size: int) -> nn.Module:
     return FeedforwardController(input_size, size, layers, activation)
 
 
+def resolve_topology(cfg: Mapping[str, Any], heads: int, layers: int) -> Topology:
+    """``model.topology`` resolved; a fault of it as a ConfigError naming the key."""
+    try:
+        return Topology.from_config(cfg, heads, layers)
+    except TopologyError as error:
+        key = f"model.topology.{error.where}" if error.where else "model.topology"
+        hint = f" (set controller.layers={error.layer} or use layer: -1)" if error.layer is not None else ""
+        raise ConfigError(f"{key}: {error}{hint}") from None
+
+
 def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_size: int, output_size: int) -> nn.Module:
     """The network for ``model.type``: ``ntm`` (any memory topology) or ``lstm`` (baseline)."""
     kind = choice(model["type"], "model.type", MODEL_TYPES)
@@ -49,6 +59,8 @@ def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_s
     width = positive(memory["width"], "model.memory.width")
     heads = positive(model["heads"], "model.heads")
     init = choice(memory["init"], "model.memory.init", MEMORY_INITS)
+    if not isinstance(model["shifts"], Sequence) or isinstance(model["shifts"], str):
+        raise ConfigError(f"model.shifts={model['shifts']!r}: give a list of distinct integer shifts, e.g. [-1, 0, 1]")
     shifts = tuple(model["shifts"])
     if not shifts or len(set(shifts)) != len(shifts) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shifts):
         raise ConfigError(f"model.shifts={list(shifts)}: give distinct integer shifts, e.g. [-1, 0, 1]")
@@ -58,7 +70,7 @@ def build_model(model: Mapping[str, Any], controller: Mapping[str, Any], input_s
             f"memory (model.memory.locations={locations}); narrow the shifts or enlarge the memory"
         )
     layers = positive(controller["layers"], "controller.layers")
-    topology = Topology.from_config(model["topology"], heads, layers)
+    topology = resolve_topology(model["topology"], heads, layers)
     reads = len(topology.read_blocks)
     ctrl = build_controller(controller, input_size + reads * width)
     mix = model["topology"].get("mix_init") or {}

@@ -2,7 +2,7 @@
 drawn from its own generator state, stream (TRAIN, s, i) of :mod:`ntm_repro.training.streams`,
 so a resumed run sees exactly the batches an
 uninterrupted one would (whatever Lightning prefetched before the checkpoint), and seeds
-trained together (:mod:`ntm_repro.models.seed_batch`) see exactly the batches each would
+trained together (:mod:`ntm_repro.models.population`) see exactly the batches each would
 alone; and fixed held-out sets for validation and tests, from streams that no training
 batch of any seed uses."""
 

@@ -13,9 +13,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ntm_repro.errors import ConfigError
-from ntm_repro.models.factory import build_model
 from ntm_repro.models.ntm import NTM
+from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Task
+from ntm_repro.training.build import build_networks
 from ntm_repro.training.data import heldout
 from ntm_repro.training.metrics import evaluate
 from ntm_repro.training.run_folder import write_generalisation
@@ -25,13 +26,14 @@ from ntm_repro.training.instantiate import build_task
 TEST_SALT = 1
 
 
-def generalisation_rows(model: torch.nn.Module, task: Task, levels: Sequence[Any], per_level: int) -> list[dict[str, Any]]:
-    """Cost and bit errors at every level of ``levels``, on fixed held-out episodes."""
-    rows = []
+def generalisation_rows(model: Population, task: Task, levels: Sequence[Any], per_level: int) -> list[list[dict[str, Any]]]:
+    """Each seed's cost and bit errors at every level of ``levels``, on fixed held-out
+    episodes (the same for every seed): one list of rows per seed of the population."""
+    rows: list[list[dict[str, Any]]] = [[] for _ in range(model.seeds)]
     for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
-        (metrics,) = evaluate(model, [episode], task.reference_metrics)
         in_range = level in task.train_levels
-        rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level, **metrics})
+        for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics)):
+            seed_rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level, **metrics})
     return rows
 
 
@@ -85,7 +87,7 @@ def load_trained(run_dir: Path, task_overrides: Sequence[str] = ()) -> tuple[Dic
     except Exception as error:
         raise ConfigError(f"cannot apply {list(task_overrides)}: {error}".replace("\n", " ")) from None
     task = build_task(cfg.task)
-    model = build_model(cfg.model, cfg.controller, task.input_size, task.output_size)
+    (model,) = build_networks(cfg, task, [cfg.seed])
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as error:

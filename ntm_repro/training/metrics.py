@@ -35,21 +35,19 @@ Reference = Callable[[Episode], "dict[str, float]"]
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None) -> list[dict[str, float]]:
     """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd,
-    and the mean of every ``reference`` figure: one dict per seed (a
-    :class:`~ntm_repro.models.seed_batch.SeedBatch` holds several; any other network one)."""
+    and the mean of every ``reference`` figure: one dict per seed of the population
+    ``model`` (:class:`~ntm_repro.models.population.Population`), every seed on the same
+    episodes."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    seeds = getattr(model, "seeds", None)
-    totals = [{"cost_bits": 0.0, "bit_errors": 0.0} for _ in range(seeds or 1)]
+    seeds = model.seeds
+    totals = [{"cost_bits": 0.0, "bit_errors": 0.0} for _ in range(seeds)]
     sequences = 0
     for episode in episodes:
         extra = reference(episode) if reference else {}
         episode = Episode(*(tensor.to(device) for tensor in episode))
-        if seeds is None:
-            per_seed = [model(episode.inputs)]
-        else:  # every seed on the same episodes
-            per_seed = model(episode.inputs.expand(seeds, *episode.inputs.shape)).unbind(0)
+        per_seed = model(episode.inputs.expand(seeds, *episode.inputs.shape)).unbind(0)
         size = episode.inputs.shape[0]
         for logits, seed_totals in zip(per_seed, totals):
             figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}

@@ -2,10 +2,9 @@
 logging; training metrics are averaged over each logging interval and the held-out set is
 evaluated every ``val_every_steps`` steps (and before the first step).
 
-One learner trains one network, or the K networks of a
-:class:`~ntm_repro.models.seed_batch.SeedBatch` (seeds as a batch); every batch is a list
-with one batch of episodes per seed, and every figure is kept and logged per seed, to that
-seed's own loggers. A seed whose loss is not finite stops there (``diverged``) while the
+One learner trains one :class:`~ntm_repro.models.population.Population` (the K >= 1 seeds
+of a configuration); every batch is a list with one batch of episodes per seed, and every
+figure is kept and logged per seed, to that seed's own loggers. A seed whose loss is not finite stops there (``diverged``) while the
 others go on.
 """
 
@@ -20,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from ntm_repro.models.ntm import NTM
-from ntm_repro.models.seed_batch import SeedBatch
+from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
 from ntm_repro.training.seed_checkpoints import split_checkpoint
@@ -38,7 +37,7 @@ class TrainingDiverged(RuntimeError):
 class SequenceLearner(pl.LightningModule):
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Population,
         optimizer: Callable[..., torch.optim.Optimizer],
         validation: list[Episode],
         batch_size: int,
@@ -50,7 +49,7 @@ class SequenceLearner(pl.LightningModule):
     ):
         super().__init__()
         self.model = model
-        self.seeds = model.seeds if isinstance(model, SeedBatch) else 1
+        self.seeds = model.seeds
         self.optimizer_factory = optimizer
         self.validation = validation
         self.batch_size = batch_size
@@ -80,10 +79,7 @@ class SequenceLearner(pl.LightningModule):
         return self.model(inputs)
 
     def training_step(self, batch: list[Episode], batch_idx: int) -> torch.Tensor:
-        if self.seeds == 1:
-            logits = [self.model(batch[0].inputs)]
-        else:
-            logits = self.model.forward_episodes(batch)
+        logits = self.model.forward_padded([episode.inputs for episode in batch])
         losses = torch.stack([cost_nats(seed_logits, episode) for seed_logits, episode in zip(logits, batch)])
         values = losses.detach()
         finite = torch.isfinite(values).tolist()
@@ -130,14 +126,12 @@ class SequenceLearner(pl.LightningModule):
 
     def save_checkpoint(self) -> None:
         """Write each seed's checkpoint atomically (a run killed mid-write keeps the previous
-        one); seeds trained together get the checkpoint each would have had alone. A diverged
-        seed keeps its last finite one."""
+        one), the checkpoint it would have had alone. A diverged seed keeps its last finite one."""
         tmp = [path.with_name(path.name + ".tmp") for path in self.checkpoint_paths]
         self.trainer.save_checkpoint(tmp[0])
-        if self.seeds > 1:
-            checkpoint = torch.load(tmp[0], map_location="cpu", weights_only=False)
-            for seed_checkpoint, path in zip(split_checkpoint(checkpoint, self.model), tmp):
-                torch.save(seed_checkpoint, path)
+        checkpoint = torch.load(tmp[0], map_location="cpu", weights_only=False)
+        for seed_checkpoint, path in zip(split_checkpoint(checkpoint, self.model), tmp):
+            torch.save(seed_checkpoint, path)
         for source, target, diverged in zip(tmp, self.checkpoint_paths, self.diverged):
             if diverged is None:
                 os.replace(source, target)
@@ -190,7 +184,7 @@ class SequenceLearner(pl.LightningModule):
 
     def _networks(self) -> list[torch.nn.Module]:
         """Each seed's network with its current parameters."""
-        return self.model.seed_models() if isinstance(self.model, SeedBatch) else [self.model]
+        return self.model.seed_models()
 
     def _validate(self) -> None:
         self._log("val", evaluate(self.model, self.validation, self.reference))

@@ -1,5 +1,5 @@
-"""A progress bar counted in training sequences (of every seed, when seeds train as a
-batch), redrawn at most once a second."""
+"""A progress bar counted in training sequences (of every seed of the population), with
+each seed's latest validation bit errors and training cost, redrawn at most once a second."""
 
 from __future__ import annotations
 
@@ -28,11 +28,8 @@ class SequenceProgress(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.bar.update(module.batch_size * module.seeds)
         if module.global_step % module.log_every_steps == 0:
-            per_seed = module.last_metrics
-            if len(per_seed) == 1:
-                postfix = {k.replace("/", " "): f"{v:.3g}" for k, v in per_seed[0].items() if "/mix_" not in k}
-            else:  # seeds as a batch: each seed's validation bit errors
-                postfix = {"val bit_errors": "/".join(f"{m.get('val/bit_errors', float('nan')):.3g}" for m in per_seed)}
+            shown = ("val/bit_errors", "train/cost_bits")
+            postfix = {key.replace("/", " "): "/".join(f"{m.get(key, float('nan')):.3g}" for m in module.last_metrics) for key in shown}
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, trainer, module) -> None:

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ntm_repro.errors import ConfigError
+from ntm_repro.training.seed_checkpoints import stack_checkpoints
 
 FINISHED = ("completed", "diverged")
 #: keys that may differ between the first attempt and the resumed one
@@ -71,3 +72,15 @@ def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     except Exception:
         raise ConfigError(f"resume=true: {checkpoint} is unreadable; delete it to restart this run from scratch") from None
     return ResumePlan(checkpoint=checkpoint, step=step)
+
+
+def resume_checkpoint(plans: list[ResumePlan], run_dirs: list[Path], model: torch.nn.Module) -> Path | None:
+    """The checkpoint to continue from, or None: the seeds' own ones stacked into the
+    population's checkpoint for ``model`` (written beside the first seed's; the caller
+    removes it after the fit)."""
+    if plans[0].checkpoint is None:
+        return None
+    checkpoints = [torch.load(plan.checkpoint, map_location="cpu", weights_only=False) for plan in plans]
+    path = run_dirs[0] / "population_resume.ckpt"
+    torch.save(stack_checkpoints(checkpoints, model), path)
+    return path

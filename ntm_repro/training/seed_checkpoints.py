@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from ntm_repro.models.seed_batch import SeedBatch, stack_key
+from ntm_repro.models.population import Population, stack_key
 
 #: where a batch checkpoint keeps the stacked parameters (the learner's ``model.stacked``)
 STACKED_PREFIX = "model.stacked."
@@ -37,7 +37,7 @@ def _per_parameter(value: Any, shape: torch.Size) -> bool:
     return isinstance(value, torch.Tensor) and value.shape == shape
 
 
-def split_checkpoint(checkpoint: dict[str, Any], model: SeedBatch) -> list[dict[str, Any]]:
+def split_checkpoint(checkpoint: dict[str, Any], model: Population) -> list[dict[str, Any]]:
     """A batch checkpoint -> one checkpoint per seed, as that seed's run alone would write it."""
     shapes = [model.stacked[stack_key(name)].shape for name in model.names]
     interval = checkpoint["interval"]
@@ -55,7 +55,7 @@ def split_checkpoint(checkpoint: dict[str, Any], model: SeedBatch) -> list[dict[
     return seeds
 
 
-def stack_checkpoints(checkpoints: list[dict[str, Any]], model: SeedBatch) -> dict[str, Any]:
+def stack_checkpoints(checkpoints: list[dict[str, Any]], model: Population) -> dict[str, Any]:
     """One checkpoint per seed, all at the same step -> the batch checkpoint of ``model``."""
     steps = {int(checkpoint["global_step"]) for checkpoint in checkpoints}
     if len(steps) != 1:

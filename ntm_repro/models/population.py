@@ -1,5 +1,13 @@
-"""Seeds as a batch: K copies of one network (one per seed, each with its own parameters)
-run as one batched computation with ``torch.func.vmap`` over stacked parameters.
+"""A population: the K >= 1 networks of one configuration (one per seed, each with its own
+parameters) as one module whose parameters are the K networks' parameters stacked along a
+new first dimension (row k is seed k's). Every run trains one (K = 1 for a single run), so
+everything downstream (learner, checkpoints, loggers, run folders) takes a population and
+never asks how many seeds it holds; how K networks run together is decided here alone.
+
+K > 1 run as one batched computation: the fused engine takes the population as it is, the
+reference engine's time step runs under ``torch.func.vmap``. K = 1 runs its network
+directly with the stacked parameters' one row (``functional_call``: no vmap overhead),
+unless its time step is compiled, which the batched path does.
 
 Seed k's outputs, losses and gradients are seed k's alone (nothing mixes along the seed
 dimension), so K seeds trained together follow the K runs trained alone, up to float
@@ -23,7 +31,6 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ntm_repro.models.engines import fused_takes
 from ntm_repro.models.ntm import NTM
-from ntm_repro.tasks.base import Episode
 
 
 def stack_key(name: str) -> str:
@@ -47,14 +54,14 @@ def _ntm_step(model: NTM, x: torch.Tensor, state):
     return model.step(x, state, model.mixing_plans())
 
 
-class SeedBatch(nn.Module):
+class Population(nn.Module):
     """K networks of identical architecture (``models``, one per seed) as one module whose
     parameters are the K networks' parameters stacked along a new first dimension."""
 
     def __init__(self, models: list[nn.Module], compile_step: bool = False):
         super().__init__()
         if len({type(m) for m in models}) != 1:
-            raise ValueError("SeedBatch: every seed's network must have the same architecture")
+            raise ValueError("Population: every seed's network must have the same architecture")
         self.seeds = len(models)
         self.names = [name for name, _ in models[0].named_parameters()]
         params, buffers = stack_module_state(models)
@@ -65,6 +72,7 @@ class SeedBatch(nn.Module):
         for name in self.buffer_names:
             self.register_buffer(stack_key(name), buffers[name].clone(), persistent=False)
         self._models = models  # a plain list: not registered, so not trained or saved twice
+        self.direct = self.seeds == 1 and not compile_step  # one network, run as itself
         template = copy.deepcopy(models[0]).to("meta")
         self.template = [template]  # kept out of the module tree (meta tensors)
         self.fused = isinstance(template, NTM) and template.engine == "fused"
@@ -80,7 +88,7 @@ class SeedBatch(nn.Module):
             if compile_step:
                 self._step = torch.compile(self._step, dynamic=False)
         elif compile_step:
-            raise ValueError("SeedBatch: only NTM models have a compiled time step")
+            raise ValueError("Population: only NTM models have a compiled time step")
         else:  # e.g. the LSTM baseline: its whole forward, vmapped
             self._forward = vmap(self._call(template))
 
@@ -103,6 +111,9 @@ class SeedBatch(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """``inputs`` (K, B, T, I), seed k's batch in row k -> logits (K, B, T, O)."""
         params, buffers = self._tensors()
+        if self.direct:
+            rows = {n: t.squeeze(0) for n, t in (*params.items(), *buffers.items())}
+            return functional_call(self._models[0], rows, (inputs.squeeze(0),)).unsqueeze(0)
         if self.fused and fused_takes(inputs):
             from ntm_repro.models.fused import FusedSequence
 
@@ -119,11 +130,12 @@ class SeedBatch(nn.Module):
             reads.append(state.reads)
         return self._readout(params, buffers, torch.stack(tops, dim=2), torch.stack(reads, dim=2))
 
-    def forward_episodes(self, episodes: list[Episode]) -> list[torch.Tensor]:
-        """One batch per seed (lengths may differ) -> each seed's logits at its own length."""
-        lengths = [episode.inputs.shape[1] for episode in episodes]
+    def forward_padded(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One input batch (B, T_k, I) per seed (lengths may differ) -> each seed's logits at
+        its own length."""
+        lengths = [inputs.shape[1] for inputs in batches]
         longest = max(lengths)
-        inputs = torch.stack([nn.functional.pad(e.inputs, (0, 0, 0, longest - e.inputs.shape[1])) for e in episodes])
+        inputs = torch.stack([nn.functional.pad(x, (0, 0, 0, longest - x.shape[1])) for x in batches])
         logits = self(inputs)
         return [logits[k, :, :length] for k, length in enumerate(lengths)]
 

@@ -1,6 +1,6 @@
-"""Seeds as a batch: K networks stacked and run through vmap give each seed what it gets
-alone (outputs, gradients, a whole training run, checkpoints), compiled or not; one seed's
-divergence leaves the others alone; per-seed checkpoints stack back into a batch."""
+"""Populations: K networks stacked and run together give each seed what it gets alone
+(outputs, gradients, a whole training run, checkpoints), compiled or not, K = 1 included;
+one seed's divergence leaves the others alone; per-seed checkpoints stack back."""
 
 import json
 from functools import partial
@@ -12,7 +12,7 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 from ntm_repro.models.factory import build_model
-from ntm_repro.models.seed_batch import SeedBatch, stack_key
+from ntm_repro.models.population import Population, stack_key
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.module import SequenceLearner
@@ -41,7 +41,7 @@ def episodes(task, levels=LEVELS):
 def assert_like_alone(batch, alone, task, atol=1e-6):
     """Each seed's logits (at its own length) and gradients equal its network's alone."""
     batches = episodes(task)
-    logits = batch.forward_episodes(batches)
+    logits = batch.forward_padded([episode.inputs for episode in batches])
     sum(cost_nats(seed_logits, episode) for seed_logits, episode in zip(logits, batches)).backward()
     for k, (network, episode) in enumerate(zip(alone, batches)):
         expected = network(episode.inputs)
@@ -61,9 +61,28 @@ def assert_like_alone(batch, alone, task, atol=1e-6):
 def test_each_seed_gets_what_it_gets_alone(compose_cfg, overrides):
     cfg = compose_cfg(*overrides, tiny="task=recall" not in overrides)
     task, alone = networks(cfg)
-    batch = SeedBatch(networks(cfg)[1])
+    batch = Population(networks(cfg)[1])
     assert batch.seeds == 3 and not torch.equal(batch.stacked[stack_key(batch.names[0])][0], batch.stacked[stack_key(batch.names[0])][1])
     assert_like_alone(batch, alone, task)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["direct", "compiled"])
+def test_a_population_of_one_is_its_network(compose_cfg, compiled):
+    """K = 1 runs its network directly (or, compiled, through the batched step): the same
+    outputs and gradients as the network alone, on both engines."""
+    for engine in ("fused", "reference") if not compiled else ("reference",):
+        cfg = compose_cfg(f"model.engine={engine}")
+        task, alone = networks(cfg, seeds=(1,))
+        one = Population(networks(cfg, seeds=(1,))[1], compile_step=compiled)
+        assert one.seeds == 1 and one.direct is not compiled
+        batches = episodes(task, levels=(3,))
+        (logits,) = one.forward_padded([batches[0].inputs])
+        cost_nats(logits, batches[0]).backward()
+        expected = alone[0](batches[0].inputs)
+        cost_nats(expected, batches[0]).backward()
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+        for name, param in alone[0].named_parameters():
+            torch.testing.assert_close(one.stacked[stack_key(name)].grad[0], param.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_a_compiled_seed_batch_matches_and_is_not_recompiled_for_new_lengths(compose_cfg):
@@ -71,7 +90,7 @@ def test_a_compiled_seed_batch_matches_and_is_not_recompiled_for_new_lengths(com
     task, alone = networks(cfg)
     torch._dynamo.reset()
     counters.clear()
-    batch = SeedBatch(networks(cfg)[1], compile_step=True)
+    batch = Population(networks(cfg)[1], compile_step=True)
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=4):  # first/later x train/eval
         assert_like_alone(batch, alone, task, atol=1e-5)
         for length in range(1, 7):
@@ -107,7 +126,7 @@ def test_training_together_matches_training_alone(compose_cfg, tmp_path):
 def test_a_diverged_seed_stops_alone(compose_cfg):
     cfg = compose_cfg()
     task, models = networks(cfg)
-    batch = SeedBatch(models)
+    batch = Population(models)
     with torch.no_grad():
         batch.stacked[stack_key(batch.names[0])][1].fill_(float("nan"))
     learner = SequenceLearner(batch, partial(torch.optim.Adam, lr=1e-3), [], batch_size=2, log_every_steps=1, val_every_steps=1)
@@ -133,7 +152,7 @@ def test_seed_checkpoints_are_what_each_seed_alone_writes_and_stack_back(compose
         torch.testing.assert_close(seeds[1]["state_dict"][name], value, rtol=1e-5, atol=1e-6)
     assert len(seeds[1]["interval"]["cost"]) == 1
 
-    model = SeedBatch(networks(cfgs[0])[1])
+    model = Population(networks(cfgs[0])[1])
     stacked = stack_checkpoints(seeds, model)
     assert stacked["state_dict"][f"model.stacked.{stack_key(model.names[0])}"].shape[0] == 3
     model.load_state_dict({name.removeprefix("model."): value for name, value in stacked["state_dict"].items()})
@@ -161,5 +180,5 @@ def test_a_resumed_batch_skips_finished_seeds(compose_cfg, tmp_path):
     first = train(cfgs[0], dirs[0])
     both = train_seeds(cfgs, dirs)
     assert both[0]["skipped"] and both[0]["final"] == first["final"]
-    assert both[1]["status"] == "completed" and "trained_with_seeds" not in both[1]  # the one left trained alone
+    assert both[1]["status"] == "completed" and both[1]["trained_with_seeds"] == [1]  # the one left, a population of one
     assert json.loads((dirs[1] / "summary.json").read_text())["status"] == "completed"
