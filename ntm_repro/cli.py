@@ -10,67 +10,63 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ntm_repro.cli_args import expand_ranges, hydra_error_line
-from ntm_repro.errors import ConfigError
+from ntm_repro.console import say
+from ntm_repro.errors import ConfigError, RunInterrupted
+from ntm_repro.training.run_folder import COMMAND_ENV, Status, sweep_outcome
 
-_unsuccessful: list[str] = []
+_exit_status: list[int] = []  # a job's or the sweep's reason to exit non-zero (the largest wins)
 
 
 def _fail(message: str) -> None:
     for line in message.splitlines():
-        print(f"ntm-repro: error: {line}", file=sys.stderr)
+        say(f"ntm-repro: error: {line}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ntm_repro.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
     """One job: a population of one seed (a single run, or a job of a launcher that runs
     jobs one by one, e.g. ``hydra/launcher=basic`` or ``joblib``)."""
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    single = hydra_cfg.mode != RunMode.MULTIRUN  # a sweep's outcome is read by SweepOutcome
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     from ntm_repro.training.run import train  # torch and Lightning load only for real jobs
     from ntm_repro.training.run_folder import outcome_line
 
     try:
         summary = train(cfg, run_dir)
-    except ConfigError as error:
+    except ConfigError as error:  # the command's exit status: 2 (a sweep's other jobs go on)
         _fail(str(error))
-        if single:
-            sys.exit(2)
+        _exit_status.append(2)
         return
+    except RunInterrupted as interrupt:  # one line per run, and the shell's code for the signal
+        say(str(interrupt))
+        sys.exit(128 + interrupt.signum)
     except Exception as error:  # a bug or a broken environment: one line here, the traceback in the run folder
         _fail(f"{type(error).__name__}: {error} (traceback in {run_dir}/traceback.txt)")
-        if single:
-            sys.exit(1)
+        _exit_status.append(1)
         return
-    print(outcome_line(run_dir, summary), file=sys.stderr)
-    if single and summary["status"] != "completed":
-        _unsuccessful.append(str(run_dir))
+    say(outcome_line(run_dir, summary))
+    if summary["status"] != Status.COMPLETED:
+        _exit_status.append(1)
 
 
 class SweepOutcome(Callback):
     """After a sweep, in the launching process (jobs may have run in other processes or on
-    other machines): every job folder whose summary.json is missing or not completed."""
+    other machines): one line on the jobs whose summary.json is missing or not completed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        for job in sorted(Path(config.hydra.sweep.dir).iterdir()):
-            if not (job / ".hydra").is_dir():
-                continue
-            try:
-                status = json.loads((job / "summary.json").read_text())["status"]
-            except (OSError, ValueError, KeyError):
-                status = None
-            if status != "completed":
-                _unsuccessful.append(str(job))
+        _, line = sweep_outcome(Path(config.hydra.sweep.dir))
+        if line:
+            _exit_status.append(1)
+            _fail(line)
 
 
 def register_launcher() -> None:
@@ -86,6 +82,7 @@ def register_launcher() -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    os.environ[COMMAND_ENV] = json.dumps(["ntm-repro", *argv])  # for each run's provenance.jsonl, in every process
     register_launcher()
     try:
         argv = expand_ranges(argv)
@@ -100,6 +97,12 @@ def main() -> None:
     except ConfigError as error:  # from a callback or the launcher, before any job trained
         _fail(str(error))
         sys.exit(2)
+    except RunInterrupted as interrupt:  # a sweep: the populations launcher's summary line
+        say(str(interrupt))
+        sys.exit(128 + interrupt.signum)
+    except KeyboardInterrupt:  # outside training: nothing was being written
+        say("ntm-repro: interrupted")
+        sys.exit(128 + signal.SIGINT)
     except Exception as error:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
@@ -121,6 +124,5 @@ def main() -> None:
     finally:
         if not full_errors:
             os.environ.pop("HYDRA_FULL_ERROR", None)
-    if _unsuccessful:
-        _fail(f"{len(_unsuccessful)} run(s) did not complete; see summary.json in: {', '.join(_unsuccessful)}")
-        sys.exit(1)
+    if _exit_status:
+        sys.exit(max(_exit_status))

@@ -10,6 +10,15 @@ class ConfigError(ValueError):
     """Raised before training for any configuration that cannot work."""
 
 
+class RunInterrupted(Exception):
+    """Training stopped by the signal ``signum`` (SIGINT, SIGTERM) at a step boundary, every
+    seed's checkpoint kept; the message has one line per run folder."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
 def positive(value: Any, key: str) -> int:
     """``value`` as a positive integer, or a ConfigError naming ``key``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

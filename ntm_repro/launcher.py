@@ -15,10 +15,11 @@ only in the processes that train.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import sys
+import signal
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -29,7 +30,9 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ntm_repro.cli_args import hydra_error_line
-from ntm_repro.errors import ConfigError
+from ntm_repro.console import say
+from ntm_repro.errors import ConfigError, RunInterrupted
+from ntm_repro.training.run_folder import check_free, sweep_outcome
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +98,50 @@ def train_population(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
     """Train one population (in a worker process, or here); its outcome lines."""
     from ntm_repro.training.run import train_seeds
     from ntm_repro.training.run_folder import outcome_line
+    from ntm_repro.training.signals import stop_requested
 
+    if stop_requested() is not None:  # the sweep was interrupted before this population began
+        return [f"{run_dir}: not started (the sweep was interrupted)" for run_dir in run_dirs]
     try:
         summaries = train_seeds(cfgs, run_dirs)
+    except RunInterrupted as interrupt:
+        return str(interrupt).splitlines()
     except ConfigError as error:
         return [f"ntm-repro: error: {error}"]
     except Exception as error:
         return [f"ntm-repro: error: {type(error).__name__}: {error} (traceback in {run_dirs[0]}/traceback.txt)"]
     return [outcome_line(run_dir, summary) for run_dir, summary in zip(run_dirs, summaries)]
+
+
+@contextlib.contextmanager
+def _stop_file(path: Path) -> Iterator[list[int]]:
+    """While the populations train: SIGINT or SIGTERM to this process (or any population's)
+    writes ``path``, which stops every population at its next step boundary and any not
+    yet begun before it begins (:mod:`ntm_repro.training.signals`); yields a list that holds
+    the signal's number once one came. A second signal stops this process at once."""
+    from ntm_repro.training.signals import STOP_FILE_ENV, request_stop, stop_requested
+
+    path.unlink(missing_ok=True)
+    stopped: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if stopped:
+            raise KeyboardInterrupt
+        stopped.append(signum)
+        request_stop(signum)
+
+    os.environ[STOP_FILE_ENV] = str(path)  # inherited by the worker processes started from here
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopped
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        requested = stop_requested()  # a population's process may have had the signal alone
+        if requested is not None and not stopped:
+            stopped.append(requested)
+        os.environ.pop(STOP_FILE_ENV, None)
+        path.unlink(missing_ok=True)
 
 
 class PopulationLauncher(Launcher):
@@ -136,6 +175,20 @@ class PopulationLauncher(Launcher):
             raise ConfigError("\n".join(problems))
         return configs
 
+    @staticmethod
+    def _check_folders(configs: list[DictConfig]) -> None:
+        """Before Hydra writes anything into the jobs' folders (its .hydra/ record): a
+        ConfigError with one line per folder that holds a run (without resume=true) or
+        that another process is writing."""
+        problems = []
+        for cfg in configs:
+            try:
+                check_free(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir), bool(cfg.get("resume")))
+            except ConfigError as error:
+                problems.append(f"job {cfg.hydra.job.num}: {error}")
+        if problems:
+            raise ConfigError("\n".join(problems))
+
     def _prepare(self, cfg: DictConfig) -> tuple[JobReturn, Run]:
         """Hydra's job set-up for ``cfg`` (its run folder, .hydra/ record, logging), and the
         job's own config, resolved while its Hydra config is current."""
@@ -155,6 +208,7 @@ class PopulationLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None, "launch() before setup()"
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         configs = self._compose(job_overrides, initial_job_idx)
+        self._check_folders(configs)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)  # before the jobs' folders
         returns, runs = zip(*(self._prepare(cfg) for cfg in configs))
         HydraConfig.instance().cfg = None  # the last job's: no population's training may read it
@@ -164,6 +218,10 @@ class PopulationLauncher(Launcher):
         where = f"submitit ({self.submitit.get('cluster') or 'auto'})" if self.submitit is not None else "here"
         log.info(f"Training {len(runs)} runs as {len(groups)} population(s), {min(jobs, len(groups))} at a time, {where}")
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        for line in train_all(groups, jobs, train_population, self.submitit, sweep_dir):
-            print(line, file=sys.stderr)
+        with _stop_file(sweep_dir / ".stop") as stopped:
+            for line in train_all(groups, jobs, train_population, self.submitit, sweep_dir):
+                say(line)
+        if stopped:
+            _, line = sweep_outcome(sweep_dir)
+            raise RunInterrupted(stopped[0], line or f"{sweep_dir}: interrupted")
         return list(returns)

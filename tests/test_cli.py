@@ -129,7 +129,9 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     ok, bad = summaries(tmp_path / "sweep")
     assert ok["status"] == "completed"
     assert bad["status"] == "failed" and "Invalid learning rate: -1" in bad["reason"]
-    assert result.stderr.strip().splitlines()[-1].startswith("ntm-repro: error: 1 run(s) did not complete")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ntm-repro: error: sweep: 1 of 2 runs completed; not completed: 1_ntm_copy_s0 (failed); rerun the same command "
+        "with resume=true to continue them; ntm-repro-report sweep reports what there is")
 
 
 @pytest.mark.parametrize("models", ["ntm,lstm", "lstm,ntm"])
@@ -174,8 +176,12 @@ def test_hydra_mode_multirun_sweeps_and_a_job_reruns_from_its_pickle(tmp_path):
     first = tmp_path / "sweep" / "0_ntm_copy_s0"
     assert [r["seed"] for r in summaries(tmp_path / "sweep")] == [0, 1]
     before = curve(first)
-    (first / "metrics.csv").unlink()
-    rerun = run_cli(tmp_path, "--experimental-rerun", str(first / ".hydra" / "config.pickle"))
+    pickle = str(first / ".hydra" / "config.pickle")
+    refused = run_cli(tmp_path, "--experimental-rerun", pickle)  # into a folder that holds a completed run
+    assert refused.returncode == 2 and "already holds a completed run" in refused.stderr
+    for name in ("metrics.csv", "summary.json", "last.ckpt"):
+        (first / name).unlink()
+    rerun = run_cli(tmp_path, "--experimental-rerun", pickle)
     assert rerun.returncode == 0, rerun.stderr
     assert curve(first) == before  # the same job, trained again to the same curve
 

@@ -324,6 +324,14 @@ def test_shift_range_as_wide_as_memory_is_allowed():
     build_model(ntm_cfg(3, 4, shifts=(-1, 0, 1)), lstm_cfg(4), 3, 2)
 
 
+@pytest.mark.parametrize("shifts", [1, "0,1"])
+def test_shifts_that_are_not_a_list_raise_in_one_line(shifts):
+    cfg = ntm_cfg(6, 4)
+    cfg["shifts"] = shifts  # e.g. model.shifts=1 on the command line
+    with pytest.raises(ConfigError, match=r"model.shifts=.*: give a list of distinct integer shifts, e.g. \[-1, 0, 1\]"):
+        build_model(cfg, lstm_cfg(4), 3, 2)
+
+
 @pytest.mark.parametrize("shifts", [(), (0, 0), (0.5, 1), (True, 0)])
 def test_bad_shift_lists_raise(shifts):
     with pytest.raises(ConfigError, match="model.shifts"):

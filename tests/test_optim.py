@@ -113,7 +113,9 @@ def test_differs_from_torch_uncentred_rmsprop():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"lr": 0.0}, {"lr": -1.0}, {"decay": 1.0}, {"decay": -0.1}, {"momentum": 1.0}, {"eps": 0.0}]
+    "kwargs",
+    [{"lr": 0.0}, {"lr": -1.0}, {"decay": 1.0}, {"decay": -0.1}, {"momentum": 1.0}, {"eps": 0.0},
+     {"lr": math.nan}, {"lr": math.inf}, {"decay": math.nan}, {"momentum": math.nan}, {"eps": math.nan}, {"eps": math.inf}],
 )
 def test_bad_hyperparameters_raise(kwargs):
     with pytest.raises(ValueError):

@@ -186,6 +186,17 @@ def test_the_budget_is_the_configs_train_sequences(tmp_path):
     assert budgets["0_ntm_copy_s0"] == 20_000 and np.isnan(budgets["1_ntm_copy_s1"])
 
 
+def test_commands_come_from_the_provenance_log_refused_ones_left_out(tmp_path):
+    """Hydra rewrites .hydra/ even for a command the run then refuses; provenance.jsonl
+    keeps each invocation, and the report lists the ones that trained."""
+    run = make_run(tmp_path, "0_ntm_copy_s0")
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  overrides:\n    hydra: [hydra.mode=RUN]\n    task: [train.sequences=9]\n")
+    entries = [("started", ["ntm-repro", "seed=0"]), ("completed", ["ntm-repro", "seed=0"]),
+               ("refused", ["ntm-repro", "train.sequences=9"]), ("started", ["ntm-repro", "seed=0", "resume=true"])]
+    (run / "provenance.jsonl").write_text("".join(json.dumps({"outcome": o, "argv": a}) + "\n" for o, a in entries) + "not json\n")
+    assert read_runs([str(tmp_path)]).commands == ["ntm-repro seed=0", "ntm-repro seed=0 resume=true"]
+
+
 def test_commands_come_from_hydras_records(tmp_path):
     sweep = tmp_path / "sweep"
     make_run(sweep, "0_ntm_copy_s0")

@@ -116,9 +116,12 @@ def test_differing_keys_ignores_resume_and_threads():
 
 
 def test_checkpoints_hold_the_logging_interval_and_the_next_batch(compose_cfg, tmp_path):
-    """Stopped after 3 steps: the next batch to draw is batch 3 (not whatever Lightning
-    prefetched); the interval's sums are saved (logged at the end of training, so empty)."""
+    """Stopped after 3 of 12 steps: the next batch to draw is batch 3 (not whatever Lightning
+    prefetched); the interval's sums are saved with its 3 steps, not logged (a run stopped
+    early leaves its interval open for the resumed run to close where an uninterrupted one
+    would)."""
     train(compose_cfg("+trainer.max_epochs=1", "+trainer.limit_train_batches=3", "train.log_every=32"), tmp_path)
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    assert checkpoint["interval"]["steps"] == 0 and checkpoint["interval"]["validated_at"] == 3
+    assert checkpoint["interval"]["steps"] == 3 and checkpoint["interval"]["validated_at"] == 0
+    assert all(cost > 0 for cost in checkpoint["interval"]["cost"])
     assert checkpoint["EpisodeDataModule"] == {"next_batch": 3}

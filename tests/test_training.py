@@ -108,10 +108,16 @@ def test_a_run_stopped_early_is_not_completed(compose_cfg, tmp_path):
     assert not (tmp_path / "generalisation.csv").exists()
 
 
-def test_rerunning_into_a_folder_replaces_its_metrics(compose_cfg, tmp_path):
-    for _ in range(2):
-        train(compose_cfg(), tmp_path)
+def test_a_folder_whose_run_failed_before_training_is_written_afresh(compose_cfg, tmp_path):
+    """Nothing trained there, so nothing to lose: the rerun replaces its files (a completed
+    run's folder is refused: tests/test_faults.py)."""
+    with pytest.raises(ConfigError):
+        train(compose_cfg("train.batch_size=0"), tmp_path)
+    (tmp_path / "metrics.csv").write_text("step,sequences,time_s,split,cost_bits,bit_errors\n0,0,0,val,1,1\n")
+    assert train(compose_cfg(), tmp_path)["status"] == "completed"
     assert pd.read_csv(tmp_path / "metrics.csv").step.tolist().count(0) == 1
+    with pytest.raises(ConfigError, match="already holds a completed run; add resume=true"):
+        train(compose_cfg(), tmp_path)
 
 
 def test_trainer_problems_fail_before_training(compose_cfg, tmp_path):

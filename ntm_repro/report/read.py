@@ -19,11 +19,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ntm_repro.training.run_folder import PROVENANCE, Status
+
 RUN_FILES = ("summary.json", "config.yaml", "metrics.csv")
 METRIC_COLUMNS = ("step", "sequences", "split", "cost_bits", "bit_errors")
 LEVEL_COLUMNS = ("level", "cost_bits", "bit_errors")
 TRACE_ARRAYS = ("inputs", "targets", "mask", "outputs")  # an attention trace has at least these
-NOT_CONVERGED = ("diverged", "failed")  # statuses that count as not converged, whatever the metrics say
+NOT_CONVERGED = (Status.DIVERGED, Status.FAILED)  # statuses that count as not converged, whatever the metrics say
 IDENTITY = {"model": "model.name", "task": "task.name", "seed": "seed"}  # column -> config key
 # Override keys that change how a run is executed, resumed or logged, not what it learns:
 # runs differing only in these share a label (shell-style patterns: logger* is the logger
@@ -155,6 +157,23 @@ def _command(record_file: Path) -> str | None:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+def _provenance_commands(run_dir: Path) -> list[str] | None:
+    """The command lines that trained in this folder (provenance.jsonl's ``started``
+    entries, refused ones left out), or None for a folder written before the log existed."""
+    path = run_dir / PROVENANCE
+    if not path.is_file():
+        return None
+    commands = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("outcome") == "started" and isinstance(entry.get("argv"), list):
+            commands.append(" ".join(shlex.quote(str(word)) for word in entry["argv"]))
+    return commands
+
+
 def _traces(run_dir: Path) -> tuple[tuple[str, ...], list[str]]:
     """The readable attention traces of a run, and a note for each unreadable one."""
     traces, notes = [], []
@@ -228,7 +247,7 @@ def _read_run(
     if status in NOT_CONVERGED:
         handling = "not converged"
         caveats.insert(0, f"{status}: {summary.get('reason') or 'no reason given'}")
-    elif status in ("running", "interrupted", "unknown"):
+    elif status in (Status.RUNNING, Status.INTERRUPTED, "unknown"):
         caveats.append(f"status {status}: judged on the points logged so far")
     config_file, sweep_record = run_dir / "config.yaml", run_dir.parent / "multirun.yaml"
     run = {
@@ -246,7 +265,8 @@ def _read_run(
         "overrides": _overrides(run_dir),
         "choices": _lookup(_load_yaml(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {},
         "config": config or {},
-        "command": _command(sweep_record if sweep_record.exists() else run_dir / ".hydra" / "hydra.yaml"),
+        "commands": _provenance_commands(run_dir)
+        or [_command(sweep_record if sweep_record.exists() else run_dir / ".hydra" / "hydra.yaml")],
     }
     issue = {**issue, "handling": handling, "reason": "; ".join(caveats)} if caveats else None
     return run, metrics.assign(run=name), generalisation.assign(run=name), issue
@@ -317,7 +337,7 @@ def read_runs(paths: list[str]) -> Reading:
         metrics=_stack(metrics, METRIC_COLUMNS).merge(tags, on="run"),
         generalisation=_stack(levels, LEVEL_COLUMNS).merge(tags, on="run"),
         issues=issue_frame,
-        commands=list(dict.fromkeys(runs.sort_values("started")["command"].dropna())),
+        commands=list(dict.fromkeys(c for listed in runs.sort_values("started")["commands"] for c in listed if c)),
         folders_found=len(run_dirs),
         varying=varying,
     )

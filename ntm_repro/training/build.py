@@ -22,6 +22,7 @@ from ntm_repro.training.data import MAX_SEED, EpisodeDataModule, heldout
 from ntm_repro.training.instantiate import build_task, instantiate_checked
 from ntm_repro.training.module import SequenceLearner, mixing_figures
 from ntm_repro.training.progress import SequenceProgress
+from ntm_repro.training.signals import StopAtStepBoundary, fault_injection
 from ntm_repro.training.streams import seed_initialisation
 from ntm_repro.training.trainable import trainable_model
 from ntm_repro.training.wandb_logger import finish_open_runs
@@ -86,6 +87,7 @@ class Setup:
     max_steps: int
     batch_size: int
     test_batch_size: int
+    stopper: StopAtStepBoundary
 
 
 def build_networks(cfg: DictConfig, task: Task, seeds: Sequence[Any]) -> list[torch.nn.Module]:
@@ -131,12 +133,14 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     )
     seeds = [c.seed for c in cfgs]
     label = f"seed={','.join(map(str, seeds))}"
+    stopper = StopAtStepBoundary()
     try:
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             max_steps=max_steps,
             logger=False,  # set below, once nothing else can fail: a W&B run is never left open
-            callbacks=[SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}")],
+            callbacks=[SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}"), stopper,
+                       *fault_injection()],
             default_root_dir=str(run_dirs[0]),
             enable_checkpointing=False,
             enable_progress_bar=False,
@@ -152,7 +156,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     learner.seed_loggers = loggers
     trainer.loggers = [logger for seed_loggers in loggers for logger in seed_loggers]
     datamodule = EpisodeDataModule(task, batch_size, seeds)
-    return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size)
+    return Setup(task, model, learner, loggers, trainer, datamodule, max_steps, batch_size, test_batch_size, stopper)
 
 
 def check_memory_capacity(task: Task, model_cfg: DictConfig) -> None:

@@ -67,6 +67,7 @@ class SequenceLearner(pl.LightningModule):
         self.register_buffer("_cost", torch.zeros(self.seeds), persistent=False)
         self.register_buffer("_errors", torch.zeros(self.seeds), persistent=False)
         self._steps = 0
+        self._pending: tuple | None = None  # the current step's figures, until it completes
         self._validated_at: int | None = None
         self._start = time.monotonic()
         self._elapsed_before = 0.0  # training time of the sessions before a resume
@@ -93,13 +94,11 @@ class SequenceLearner(pl.LightningModule):
         if all(reason is not None for reason in self.diverged):
             raise TrainingDiverged(next(reason for reason in reversed(self.diverged) if reason))
         alive = torch.tensor([reason is None for reason in self.diverged], device=values.device)
-        self._cost += torch.where(alive, values, 0.0)
-        self._errors += torch.where(alive, torch.stack([bit_errors(l.detach(), e) for l, e in zip(logits, batch)]), 0.0)
-        if self.reference is not None:
-            for k, episode in enumerate(batch):
-                for name, value in self.reference(episode).items():
-                    self._extra[k][name] = self._extra[k].get(name, 0.0) + value
-        self._steps += 1
+        errors = torch.stack([bit_errors(l.detach(), e) for l, e in zip(logits, batch)])
+        extra = [self.reference(episode) for episode in batch] if self.reference is not None else []
+        # added to the interval's sums once the step is complete (on_train_batch_end): a run
+        # stopped inside this step checkpoints sums that do not hold it, and redoes it on resume
+        self._pending = (torch.where(alive, values, 0.0), torch.where(alive, errors, 0.0), extra)
         # a diverged seed's loss leaves the sum (its own parameters are past saving; no other seed's depend on them)
         return torch.where(alive, losses, 0.0).sum()
 
@@ -115,7 +114,19 @@ class SequenceLearner(pl.LightningModule):
     def _elapsed(self) -> float:
         return self._elapsed_before + time.monotonic() - self._start
 
+    def _commit_step(self) -> None:
+        """Add the completed step's figures to the interval's sums."""
+        cost, errors, extra = self._pending
+        self._pending = None
+        self._cost += cost
+        self._errors += errors
+        for sums, figures in zip(self._extra, extra):
+            for name, value in figures.items():
+                sums[name] = sums.get(name, 0.0) + value
+        self._steps += 1
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._commit_step()
         step = self.global_step
         if step % self.log_every_steps == 0:
             self._log_training()
@@ -159,7 +170,11 @@ class SequenceLearner(pl.LightningModule):
         self._elapsed_before = interval["elapsed"]
 
     def on_train_end(self) -> None:
-        """Close the last, possibly partial, interval: the curve ends where training ended."""
+        """Close the last, possibly partial, interval: the curve ends where training ended.
+        A run stopped early (an interrupt) leaves it open: the checkpoint holds it, and the
+        resumed run closes it where the uninterrupted one would."""
+        if self.global_step < self.trainer.max_steps:
+            return
         self._log_training()
         if self._validated_at != self.global_step:
             self._validate()

@@ -4,6 +4,8 @@ outside the square root, and uncentred unless asked)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -19,7 +21,7 @@ class GravesRMSprop(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-4, decay: float = 0.95, momentum: float = 0.9, eps: float = 1e-4):
-        if lr <= 0 or not 0 <= decay < 1 or not 0 <= momentum < 1 or eps <= 0:
+        if not (0 < lr < math.inf and 0 <= decay < 1 and 0 <= momentum < 1 and 0 < eps < math.inf):  # NaN fails every test
             raise ValueError(f"GravesRMSprop: need lr > 0, 0 <= decay < 1, 0 <= momentum < 1, eps > 0 (got {lr}, {decay}, {momentum}, {eps})")
         super().__init__(params, dict(lr=lr, decay=decay, momentum=momentum, eps=eps))
 

@@ -3,10 +3,10 @@ each seed's latest validation bit errors and training cost, redrawn at most once
 
 from __future__ import annotations
 
-import sys
-
 import pytorch_lightning as pl
 from tqdm import tqdm
+
+from ntm_repro.console import STDERR
 
 
 class SequenceProgress(pl.Callback):
@@ -21,7 +21,7 @@ class SequenceProgress(pl.Callback):
             desc=self.description,
             unit="seq",
             mininterval=1.0,
-            file=sys.stderr,
+            file=STDERR,  # a closed terminal turns the bar off, never fails the run
             dynamic_ncols=True,
         )
 
@@ -29,7 +29,7 @@ class SequenceProgress(pl.Callback):
         self.bar.update(module.batch_size * module.seeds)
         if module.global_step % module.log_every_steps == 0:
             shown = ("val/bit_errors", "train/cost_bits")
-            postfix = {key.replace("/", " "): "/".join(f"{m.get(key, float('nan')):.3g}" for m in module.last_metrics) for key in shown}
+            postfix = {key.replace("/", " "): "/".join(f"{m[key]:.3g}" if key in m else "-" for m in module.last_metrics) for key in shown}
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, trainer, module) -> None:

@@ -5,7 +5,6 @@ a folder without a checkpoint starts afresh."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ntm_repro.errors import ConfigError
+from ntm_repro.training.run_folder import FINISHED, read_summary
 from ntm_repro.training.seed_checkpoints import stack_checkpoints
 
-FINISHED = ("completed", "diverged")
 #: keys that may differ between the first attempt and the resumed one
 FREE_KEYS = ("resume", "threads", "seed_batch")  # seed_batch: in run folders of earlier versions
 
@@ -58,10 +57,7 @@ def plan_resume(cfg: DictConfig, run_dir: Path) -> ResumePlan:
             f"resume=true: {run_dir} holds a run of another config (it differs at {', '.join(differ[:3])}); "
             "resume into a new folder or drop resume=true"
         )
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}
+    summary = read_summary(run_dir)
     if summary.get("status") in FINISHED:
         return ResumePlan(finished=summary)
     checkpoint = run_dir / "last.ckpt"

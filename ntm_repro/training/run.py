@@ -6,6 +6,7 @@ summaries written before, during and after training, faults recorded, resume pla
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import traceback
 import warnings
@@ -15,13 +16,25 @@ from typing import Any
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ntm_repro.errors import ConfigError
+from ntm_repro.console import say
+from ntm_repro.errors import ConfigError, RunInterrupted
 from ntm_repro.models.factory import count_parameters
 from ntm_repro.training.build import build_setup
 from ntm_repro.training.evaluation import generalisation_rows, write_attention
 from ntm_repro.training.module import TrainingDiverged
 from ntm_repro.training.resume import ResumePlan, plan_resume, resume_checkpoint
-from ntm_repro.training.run_folder import code_version, write_config, write_generalisation, write_json
+from ntm_repro.training.run_folder import (
+    Status,
+    acquire_lock,
+    check_free,
+    code_version,
+    read_summary,
+    record_provenance,
+    release_lock,
+    write_config,
+    write_generalisation,
+    write_json,
+)
 
 
 def quiet_lightning() -> None:
@@ -58,7 +71,7 @@ def quiet_lightning() -> None:
 def _record_failure(summary: dict[str, Any], run_dir: Path, error: BaseException, when: str = "") -> None:
     """Status ``failed`` with a one-line reason; the traceback goes to traceback.txt."""
     (run_dir / "traceback.txt").write_text(traceback.format_exc())
-    summary.update(status="failed", reason=f"{when}{type(error).__name__}: {error} (traceback in traceback.txt)")
+    summary.update(status=Status.FAILED, reason=f"{when}{type(error).__name__}: {error} (traceback in traceback.txt)")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -70,21 +83,52 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def train_seeds(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Train the runs ``cfgs`` (identical configs but for the seed) together, as one batch
-    of seeds (:mod:`ntm_repro.models.population`), each writing its own run folder as if it
-    had trained alone; returns their summaries. One config trains on its own.
+    """Train the population ``cfgs`` (identical configs but for the seed) together
+    (:mod:`ntm_repro.models.population`), each seed writing its own run folder as if it had
+    trained alone; returns their summaries.
 
-    With ``resume=true``, finished seeds are skipped; the others continue together when
-    their checkpoints are at the same step (or none has one), else each on its own.
+    Each folder is locked while it is written (:func:`~ntm_repro.training.run_folder.acquire_lock`),
+    refused if it holds a run and ``resume`` is not set, and every invocation is appended
+    to its ``provenance.jsonl``. With ``resume=true``, finished seeds are skipped; the others
+    continue together when their checkpoints are at the same step (or none has one), else
+    each on its own.
     """
-    for run_dir in run_dirs:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    quiet_lightning()
-    plans = [plan_resume(c, d) if c.get("resume") else ResumePlan() for c, d in zip(cfgs, run_dirs)]
+    held: list[Path] = []
+    started = False
+    try:
+        for run_dir in run_dirs:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            note = acquire_lock(run_dir)
+            held.append(run_dir)
+            if note:
+                say(note)
+        plans = []
+        for cfg, run_dir in zip(cfgs, run_dirs):
+            try:
+                check_free(run_dir, bool(cfg.get("resume")))
+                plans.append(plan_resume(cfg, run_dir) if cfg.get("resume") else ResumePlan())
+            except ConfigError as error:
+                record_provenance(run_dir, "refused", reason=str(error))
+                raise
+        for run_dir in run_dirs:
+            record_provenance(run_dir, "started")
+        started = True
+        quiet_lightning()
+        return _train_population(cfgs, run_dirs, plans)
+    finally:
+        for run_dir in held:
+            if started:  # the outcome, as summary.json has it now
+                summary = read_summary(run_dir)
+                record_provenance(run_dir, str(summary.get("status")), reason=summary.get("reason"))
+            release_lock(run_dir)
+
+
+def _train_population(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[ResumePlan]) -> list[dict[str, Any]]:
+    """:func:`train_seeds` inside the claimed folders, given each seed's resume plan."""
     results: dict[int, dict[str, Any]] = {i: {**p.finished, "skipped": True} for i, p in enumerate(plans) if p.finished is not None}
     todo = [i for i in range(len(cfgs)) if i not in results]
     if len({plans[i].step for i in todo}) > 1:  # checkpoints at different steps: each continues alone
-        results.update({i: train_seeds([cfgs[i]], [run_dirs[i]])[0] for i in todo})
+        results.update({i: _train_population([cfgs[i]], [run_dirs[i]], [plans[i]])[0] for i in todo})
     elif todo:
         summaries = _train_together([cfgs[i] for i in todo], [run_dirs[i] for i in todo], [plans[i] for i in todo])
         results.update(zip(todo, summaries))
@@ -96,7 +140,7 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
     summaries: list[dict[str, Any]] = []
     for cfg, run_dir in zip(cfgs, run_dirs):
         summary: dict[str, Any] = {
-            "status": "running",
+            "status": Status.RUNNING,
             "reason": None,
             "model": cfg.model.name,
             "task": cfg.task.name,
@@ -114,13 +158,14 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
 
     def write_all() -> None:
         for summary, run_dir in zip(summaries, run_dirs):
+            summary["status"] = str(summary["status"])  # its plain value, for every reader (W&B too)
             write_json(run_dir / "summary.json", summary)
 
     try:
         setup = build_setup(cfgs, run_dirs, plans[0].step)
     except ConfigError as error:
         for summary in summaries:
-            summary.update(status="failed", reason=str(error))
+            summary.update(status=Status.FAILED, reason=str(error))
         write_all()
         raise
     except Exception as error:
@@ -136,38 +181,43 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
 
     trainer, learner = setup.trainer, setup.learner
     interrupted = None
-    status, reason = "completed", None
+    status, reason = Status.COMPLETED, None
     resume_from = None
     try:
         resume_from = resume_checkpoint(plans, run_dirs, setup.model)
         trainer.fit(learner, datamodule=setup.datamodule, ckpt_path=resume_from)
         if trainer.global_step < setup.max_steps:
-            status, reason = "interrupted", f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
+            interrupted = setup.stopper.signum  # Ctrl-C: stopped after a whole step
+        if interrupted is None and trainer.global_step < setup.max_steps:
+            status, reason = Status.INTERRUPTED, f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
     except TrainingDiverged:
-        status = "diverged"  # every seed: the reasons are the learner's
-    except (KeyboardInterrupt, SystemExit) as error:
-        by = "SIGTERM" if isinstance(error, SIGTERMException) else "the user"
-        status, reason = "interrupted", f"stopped by {by}; resume=true continues from last.ckpt"
-        interrupted = error
+        status = Status.DIVERGED  # every seed: the reasons are the learner's
+    except (KeyboardInterrupt, SystemExit) as error:  # SIGTERM (at a step boundary), or Ctrl-C twice
+        interrupted = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
     except Exception as error:  # recorded in summary.json and traceback.txt, never lost
         for summary, run_dir in zip(summaries, run_dirs):
             _record_failure(summary, run_dir, error)
-        status, reason = "failed", summaries[0]["reason"]
+        status, reason = Status.FAILED, summaries[0]["reason"]
     finally:
         if resume_from is not None:  # the stacked one: made for this fit
             resume_from.unlink(missing_ok=True)
+    if interrupted is not None:
+        by = "Ctrl-C (SIGINT)" if interrupted == signal.SIGINT else signal.Signals(interrupted).name
+        status = Status.INTERRUPTED
+        reason = (f"stopped by {by} at {trainer.global_step * setup.batch_size:,} sequences; rerun the same command "
+                  "with resume=true to continue from last.ckpt")
 
     for k, summary in enumerate(summaries):
         if learner.diverged[k] is not None:
-            summary.update(status="diverged", reason=learner.diverged[k], steps=learner.diverged_at[k])
+            summary.update(status=Status.DIVERGED, reason=learner.diverged[k], steps=learner.diverged_at[k])
         else:
             summary.update(status=status, reason=reason, steps=trainer.global_step)
         summary.update(sequences_seen=summary["steps"] * setup.batch_size, final=dict(learner.last_metrics[k]))
     rows: list[list[dict[str, Any]]] = [[] for _ in summaries]
     try:
-        if any(summary["status"] != "diverged" for summary in summaries):  # a diverged model's weights are not finite
+        if any(summary["status"] != Status.DIVERGED for summary in summaries):  # a diverged model's weights are not finite
             learner.save_checkpoint()
-        task, completed = setup.task, [summary["status"] == "completed" for summary in summaries]
+        task, completed = setup.task, [summary["status"] == Status.COMPLETED for summary in summaries]
         if any(completed):  # every seed's test in one pass of the population
             tested = generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size)
             for k, (network, run_dir) in enumerate(zip(setup.model.seed_models(), run_dirs)):
@@ -180,12 +230,12 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
             _record_failure(summary, run_dir, error, when="after training: ")
     finally:
         for summary, seed_rows, seed_loggers in zip(summaries, rows, setup.loggers):
-            summary["wall_time_s"] = round(time.monotonic() - start, 2)
+            summary.update(status=str(summary["status"]), wall_time_s=round(time.monotonic() - start, 2))
             for logger in seed_loggers:
                 if hasattr(logger, "log_results"):  # e.g. W&B: the summary and generalisation table
                     logger.log_results(summary, seed_rows)
                 logger.finalize(summary["status"])
         write_all()
     if interrupted is not None:
-        raise KeyboardInterrupt from interrupted
+        raise RunInterrupted(interrupted, "\n".join(f"{run_dir}: interrupted ({summary['reason']})" for run_dir, summary in zip(run_dirs, summaries)))
     return summaries

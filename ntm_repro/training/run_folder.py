@@ -1,20 +1,162 @@
 """The run folder, the contract between training and reporting (DESIGN.md): resolved
-``config.yaml``, ``metrics.csv``, ``generalisation.csv``, ``summary.json``, ``last.ckpt``."""
+``config.yaml``, ``metrics.csv``, ``generalisation.csv``, ``summary.json``, ``last.ckpt``,
+and ``provenance.jsonl``, every command that touched the folder (Hydra rewrites ``.hydra/``
+on each; this log is only appended to). Owned here: the status values, atomic writes, the
+lock a writer holds, the refusal to write over a run without ``resume=true``."""
 
 from __future__ import annotations
 
 import csv
+import datetime
 import functools
 import json
 import os
 import platform
+import socket
 import subprocess
+import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+from ntm_repro.errors import ConfigError
+
+
+class Status(str, Enum):
+    """A run's status in summary.json (a str: it compares and serialises as its value)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES = tuple(status.value for status in Status)
+#: a rerun would only repeat these: resume=true skips them
+FINISHED = (Status.COMPLETED, Status.DIVERGED)
+LOCK = ".lock"
+PROVENANCE = "provenance.jsonl"
+#: the command line as the user typed it, set by ``ntm-repro`` for every process it starts
+COMMAND_ENV = "NTM_REPRO_COMMAND"
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json, or {} when there is none or it cannot be read."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _alive(holder: Mapping[str, Any]) -> bool:
+    """Whether the process that wrote a lock may still run (another host's: assume so)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def _holder(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def lock_holder(run_dir: Path) -> dict[str, Any] | None:
+    """The live process holding ``run_dir``'s lock, or None."""
+    holder = _holder(run_dir / LOCK) if (run_dir / LOCK).exists() else None
+    return holder if holder is not None and _alive(holder) else None
+
+
+def _busy(run_dir: Path, holder: Mapping[str, Any]) -> ConfigError:
+    return ConfigError(
+        f"{run_dir} is being written by pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}; "
+        "wait for it to end, or write to another folder (hydra.run.dir=PATH, hydra.sweep.dir=PATH for -m)"
+    )
+
+
+def acquire_lock(run_dir: Path) -> str | None:
+    """Hold ``run_dir``'s lock (``.lock``: host, pid, start time) for this process. A live
+    holder stops us with a ConfigError naming it; a stale lock (its process gone) is taken
+    over, and the line saying so is returned."""
+    path = run_dir / LOCK
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
+    note = None
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+                return note  # ours already
+            if holder and _alive(holder):
+                raise _busy(run_dir, holder) from None
+            path.unlink(missing_ok=True)
+            note = f"{run_dir}: took over the stale lock of pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')}; that process is gone)"
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        return note
+    raise _busy(run_dir, _holder(path))
+
+
+def release_lock(run_dir: Path) -> None:
+    """Give up ``run_dir``'s lock if this process holds it."""
+    path = run_dir / LOCK
+    holder = _holder(path)
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        path.unlink(missing_ok=True)
+
+
+def check_free(run_dir: Path, resume: bool) -> None:
+    """A ConfigError when ``run_dir`` holds a run that writing would lose: a finished or
+    unfinished run (or its checkpoint) without ``resume=true``, or a live writer."""
+    holder = lock_holder(run_dir)
+    if holder is not None and holder.get("pid") != os.getpid():
+        raise _busy(run_dir, holder)
+    if resume:
+        return
+    status = read_summary(run_dir).get("status")
+    if status == Status.FAILED and not (run_dir / "last.ckpt").exists():
+        return  # nothing trained to lose: a run that failed before training
+    if status is not None or (run_dir / "last.ckpt").exists():
+        what = {"running": "an unfinished run (its process is gone)"}.get(status, f"a {status or 'checkpointed'} run")
+        way = "skip it" if status in FINISHED else "continue it"
+        raise ConfigError(
+            f"{run_dir} already holds {what}; add resume=true to {way}, or write to another folder "
+            "(hydra.run.dir=PATH, hydra.sweep.dir=PATH for -m)"
+        )
+
+
+def record_provenance(run_dir: Path, outcome: str, **extra: Any) -> None:
+    """Append this invocation to ``provenance.jsonl``: command line, working folder, host,
+    pid, commit, time and ``outcome`` (started, completed, refused: ..., ...)."""
+    try:
+        argv = json.loads(os.environ[COMMAND_ENV])
+    except (KeyError, ValueError):
+        argv = [Path(sys.argv[0]).name, *sys.argv[1:]]
+    entry = {
+        "time": _now(), "outcome": outcome, "argv": argv, "cwd": os.getcwd(),
+        "host": socket.gethostname(), "pid": os.getpid(), "commit": code_version().get("commit"), **extra,
+    }
+    with open(run_dir / PROVENANCE, "a") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -82,3 +224,21 @@ def outcome_line(run_dir: Path, summary: Mapping[str, Any]) -> str:
     elif summary["reason"]:
         line += f" ({summary['reason']})"
     return line
+
+
+def sweep_outcome(sweep_dir: Path) -> tuple[list[Path], str | None]:
+    """The job folders of ``sweep_dir`` that did not complete, and one line saying so (N of M
+    completed, which did not and why, what to run next), or None when all completed."""
+    jobs = sorted(job for job in Path(sweep_dir).iterdir() if (job / ".hydra").is_dir()) if Path(sweep_dir).is_dir() else []
+    unfinished = []
+    for job in jobs:
+        status = read_summary(job).get("status")
+        if status != Status.COMPLETED:
+            unfinished.append((job, status or "not started"))
+    if not unfinished:
+        return [], None
+    listed = ", ".join(f"{job.name} ({status})" for job, status in unfinished[:6])
+    more = f" and {len(unfinished) - 6} more" if len(unfinished) > 6 else ""
+    line = (f"{sweep_dir}: {len(jobs) - len(unfinished)} of {len(jobs)} runs completed; not completed: {listed}{more}; "
+            f"rerun the same command with resume=true to continue them; ntm-repro-report {sweep_dir} reports what there is")
+    return [job for job, _ in unfinished], line
