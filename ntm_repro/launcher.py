@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ntm_repro.cli_args import hydra_error_line
 from ntm_repro.console import say
 from ntm_repro.errors import ConfigError, RunInterrupted
-from ntm_repro.training.run_folder import check_free, sweep_outcome
+from ntm_repro.training.run_folder import acquire_lock, check_free, release_lock, sweep_outcome
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,18 @@ class PopulationLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None, "launch() before setup()"
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         configs = self._compose(job_overrides, initial_job_idx)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)  # before the jobs' folders
+        note = acquire_lock(sweep_dir)  # one sweep at a time in a sweep folder
+        try:
+            if note:
+                say(note)
+            return self._launch(configs, sweep_dir)
+        finally:
+            release_lock(sweep_dir)
+
+    def _launch(self, configs: list[DictConfig], sweep_dir: Path) -> list[JobReturn]:
         self._check_folders(configs)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)  # before the jobs' folders
         returns, runs = zip(*(self._prepare(cfg) for cfg in configs))
         HydraConfig.instance().cfg = None  # the last job's: no population's training may read it
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -217,7 +227,6 @@ class PopulationLauncher(Launcher):
         jobs = self.jobs or default_jobs(int(self.config.get("threads") or 1))
         where = f"submitit ({self.submitit.get('cluster') or 'auto'})" if self.submitit is not None else "here"
         log.info(f"Training {len(runs)} runs as {len(groups)} population(s), {min(jobs, len(groups))} at a time, {where}")
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         with _stop_file(sweep_dir / ".stop") as stopped:
             for line in train_all(groups, jobs, train_population, self.submitit, sweep_dir):
                 say(line)

@@ -121,6 +121,30 @@ def test_a_second_writer_stops_at_once_naming_the_first(tmp_path):
     assert summary(run_dir)["status"] == "interrupted"
 
 
+def test_a_second_sweep_into_the_same_folder_stops_at_once(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *RUN, "hydra.launcher.jobs=1", f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen([NTM_REPRO, *args, "seed=0,1", "train.sequences=40000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (sweep / "0_ntm_copy_s0" / "metrics.csv").exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = ntm_repro(*args, "seed=2,3")
+        assert second.returncode == 2
+        started = json.loads((sweep / ".lock").read_text())["started"]
+        assert errors(second.stderr) == [
+            f"ntm-repro: error: {sweep} is being written by pid {first.pid} on {socket.gethostname()} since {started}; "
+            "wait for it to end, or write to another folder (hydra.run.dir=PATH, hydra.sweep.dir=PATH for -m)"
+        ], second.stderr
+        assert not (sweep / "2_ntm_copy_s2").exists() and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+    assert {summary(sweep / name)["status"] for name in ("0_ntm_copy_s0", "1_ntm_copy_s1")} == {"interrupted"}
+
+
 def test_a_stale_lock_is_taken_over_and_said_so(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
