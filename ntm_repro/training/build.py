@@ -22,6 +22,7 @@ from ntm_repro.training.data import MAX_SEED, EpisodeDataModule, heldout
 from ntm_repro.training.instantiate import build_task, instantiate_checked
 from ntm_repro.training.module import SequenceLearner, mixing_figures
 from ntm_repro.training.progress import SequenceProgress
+from ntm_repro.training.run_folder import Status
 from ntm_repro.training.signals import StopAtStepBoundary, fault_injection
 from ntm_repro.training.streams import seed_initialisation
 from ntm_repro.training.trainable import trainable_model
@@ -69,7 +70,7 @@ def build_seed_loggers(cfgs: list[DictConfig], run_dirs: list[Path], columns: li
             built.append(build_loggers(cfg, run_dir, columns, resume_step))
     except BaseException:
         for logger in (logger for seed_loggers in built for logger in seed_loggers):
-            logger.finalize("failed")
+            logger.finalize(Status.FAILED)
         raise
     return built
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime
 import functools
+import io
 import json
 import os
 import platform
@@ -159,15 +160,20 @@ def record_provenance(run_dir: Path, outcome: str, **extra: Any) -> None:
         f.write(json.dumps(entry, default=str) + "\n")
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write atomically: a reader never sees half a file."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a reader (or a run killed mid-write) never
+    sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
 def write_config(run_dir: Path, cfg: DictConfig) -> None:
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def write_generalisation(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -175,10 +181,11 @@ def write_generalisation(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> No
     in summary.json), sequences evaluated, cost in bits and bit errors per sequence, and the
     task's reference figures if it has any (e.g. ``optimal_cost_bits``)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(run_dir / "generalisation.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(run_dir / "generalisation.csv", text.getvalue())
 
 
 @functools.lru_cache(maxsize=1)

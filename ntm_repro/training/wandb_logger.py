@@ -22,6 +22,7 @@ from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from ntm_repro.errors import ConfigError
+from ntm_repro.training.run_folder import Status
 
 MODES = ("offline", "online", "disabled")
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}  # older spellings WANDB_MODE accepts
@@ -267,6 +268,6 @@ class WandbLogger(Logger):
         if run in _open_runs:
             _open_runs.remove(run)
         try:
-            run.finish(exit_code=0 if status == "completed" else 1)
+            run.finish(exit_code=0 if status == Status.COMPLETED else 1)
         except Exception as error:  # noqa: BLE001
             print(f"ntm-repro: warning: W&B run not finished cleanly ({_one_line(error)})", file=sys.stderr)
