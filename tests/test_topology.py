@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ntm_repro.errors import ConfigError
-from ntm_repro.memory.topology import BlockPlacement, Mixer, Topology
+from ntm_repro.memory.topology import BlockPlacement, Mixer, Topology, TopologyError
 
 PLAIN = {"blocks": ["M"], "write": [{"block": "M", "layer": -1}], "read": ["M"], "mix": {}}
 
@@ -92,29 +91,33 @@ def test_mix_levels_siblings_share_a_level():
     ids=["write", "read", "mix-target", "mix-source"],
 )
 def test_unknown_block_raises(cfg):
-    with pytest.raises(ConfigError, match="'X' does not exist"):
+    """The memory layer names the entry within the topology, never a config key (the
+    config layer adds ``model.topology.``: tests/test_structured.py)."""
+    with pytest.raises(TopologyError, match="'X' does not exist") as caught:
         Topology.from_config(cfg, 1, 1)
+    assert caught.value.where in ("write[0]", "read[0]", "mix", "mix.N") and "model." not in str(caught.value)
 
 
 def test_mixing_cycle_raises():
-    with pytest.raises(ConfigError, match="cycle"):
+    with pytest.raises(TopologyError, match="cycle"):
         topo(["A", "B"], [{"block": "A"}], ["B"], {"A": "B", "B": "A"})
 
 
 def test_longer_mixing_cycle_raises():
-    with pytest.raises(ConfigError, match="cycle"):
+    with pytest.raises(TopologyError, match="cycle"):
         topo(["A", "B", "C", "D"], [{"block": "A"}], ["B"], {"B": "C", "C": "D", "D": "B"})
 
 
 def test_self_source_raises():
-    with pytest.raises(ConfigError, match="cycle"):
+    with pytest.raises(TopologyError, match="cycle"):
         topo(["A", "B"], [{"block": "A"}], ["B"], {"B": "B"})
 
 
 @pytest.mark.parametrize("layer,layers", [(2, 1), (3, 2), (0, 1), (-2, 2)])
 def test_write_layer_outside_the_controller_raises(layer, layers):
-    with pytest.raises(ConfigError, match="controller layer"):
+    with pytest.raises(TopologyError, match="controller layer") as caught:
         topo(["M"], [{"block": "M", "layer": layer}], ["M"], layers=layers)
+    assert caught.value.where == "write[0]" and caught.value.layer == layer
 
 
 @pytest.mark.parametrize(
@@ -128,7 +131,7 @@ def test_write_layer_outside_the_controller_raises(layer, layers):
     ids=["no-blocks", "duplicate-blocks", "no-write", "no-read"],
 )
 def test_degenerate_topologies_raise(cfg):
-    with pytest.raises(ConfigError):
+    with pytest.raises(TopologyError):
         Topology.from_config(cfg, 1, 1)
 
 
