@@ -10,6 +10,7 @@ checkpoint a step twice."""
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -211,3 +212,26 @@ def test_small_input_errors_are_one_line(tmp_path, args, message):
     assert result.returncode == 2
     assert len(errors(result.stderr)) == 1 and errors(result.stderr)[0].startswith(message), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "status, checkpoint, says",
+    [("completed", True, "a completed run; add resume=true to skip it"), ("diverged", False, "a diverged run; add resume=true to skip it"),
+     ("interrupted", True, "an interrupted run; add resume=true to continue it"),
+     ("running", True, "an unfinished run (its process is gone); add resume=true to continue it"),
+     ("failed", True, "a failed run; add resume=true to continue it"), (None, True, "a checkpointed run; add resume=true")],
+)
+def test_what_a_folder_holds_is_named_and_only_a_run_that_trained_nothing_is_free(tmp_path, status, checkpoint, says):
+    from ntm_repro.errors import ConfigError
+    from ntm_repro.training.run_folder import check_free
+
+    if status:
+        (tmp_path / "summary.json").write_text(json.dumps({"status": status}))
+    if checkpoint:
+        (tmp_path / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path} already holds {says}")):
+        check_free(tmp_path, resume=False)
+    check_free(tmp_path, resume=True)  # resume decides what to do with it
+    (tmp_path / "last.ckpt").unlink(missing_ok=True)
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "failed"}))
+    check_free(tmp_path, resume=False)  # failed before training: nothing to lose

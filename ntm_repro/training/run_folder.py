@@ -137,7 +137,8 @@ def check_free(run_dir: Path, resume: bool) -> None:
     if status == Status.FAILED and not (run_dir / "last.ckpt").exists():
         return  # nothing trained to lose: a run that failed before training
     if status is not None or (run_dir / "last.ckpt").exists():
-        what = {"running": "an unfinished run (its process is gone)"}.get(status, f"a {status or 'checkpointed'} run")
+        kind = status or "checkpointed"
+        what = "an unfinished run (its process is gone)" if status == Status.RUNNING else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} run"
         way = "skip it" if status in FINISHED else "continue it"
         raise ConfigError(
             f"{run_dir} already holds {what}; add resume=true to {way}, or write to another folder "
