@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from ntm_repro.cli_args import expand_ranges, hydra_error_line
 from ntm_repro.console import say
 from ntm_repro.errors import ConfigError, RunInterrupted
-from ntm_repro.training.run_folder import COMMAND_ENV, Status, sweep_outcome
+from ntm_repro.training.run_folder import COMMAND_ENV, Status, outcome_line, sweep_outcome
 
 _exit_status: list[int] = []  # a job's or the sweep's reason to exit non-zero (the largest wins)
 
@@ -38,7 +38,6 @@ def _job(cfg: DictConfig) -> None:
     jobs one by one, e.g. ``hydra/launcher=basic`` or ``joblib``)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     from ntm_repro.training.run import train  # torch and Lightning load only for real jobs
-    from ntm_repro.training.run_folder import outcome_line
 
     try:
         summary = train(cfg, run_dir)
@@ -63,7 +62,7 @@ class SweepOutcome(Callback):
     other machines): one line on the jobs whose summary.json is missing or not completed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        _, line = sweep_outcome(Path(config.hydra.sweep.dir))
+        line = sweep_outcome(Path(config.hydra.sweep.dir))
         if line:
             _exit_status.append(1)
             _fail(line)

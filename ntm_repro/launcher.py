@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ntm_repro.cli_args import hydra_error_line
 from ntm_repro.console import say
 from ntm_repro.errors import ConfigError, RunInterrupted
-from ntm_repro.training.run_folder import acquire_lock, check_free, release_lock, sweep_outcome
+from ntm_repro.training.run_folder import acquire_lock, check_free, outcome_line, release_lock, sweep_outcome
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,6 @@ def _submit(work: list[tuple[list[DictConfig], list[Path]]], jobs: int, train: P
 def train_population(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[str]:
     """Train one population (in a worker process, or here); its outcome lines."""
     from ntm_repro.training.run import train_seeds
-    from ntm_repro.training.run_folder import outcome_line
     from ntm_repro.training.signals import stop_requested
 
     if stop_requested() is not None:  # the sweep was interrupted before this population began
@@ -231,6 +230,6 @@ class PopulationLauncher(Launcher):
             for line in train_all(groups, jobs, train_population, self.submitit, sweep_dir):
                 say(line)
         if stopped:
-            _, line = sweep_outcome(sweep_dir)
+            line = sweep_outcome(sweep_dir)
             raise RunInterrupted(stopped[0], line or f"{sweep_dir}: interrupted")
         return list(returns)

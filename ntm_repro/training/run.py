@@ -158,8 +158,7 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
 
     def write_all() -> None:
         for summary, run_dir in zip(summaries, run_dirs):
-            summary["status"] = str(summary["status"])  # its plain value, for every reader (W&B too)
-            write_json(run_dir / "summary.json", summary)
+            write_json(run_dir / "summary.json", summary)  # a Status is written as its value
 
     try:
         setup = build_setup(cfgs, run_dirs, plans[0].step)
@@ -188,8 +187,8 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
         trainer.fit(learner, datamodule=setup.datamodule, ckpt_path=resume_from)
         if trainer.global_step < setup.max_steps:
             interrupted = setup.stopper.signum  # Ctrl-C: stopped after a whole step
-        if interrupted is None and trainer.global_step < setup.max_steps:
-            status, reason = Status.INTERRUPTED, f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
+            if interrupted is None:
+                status, reason = Status.INTERRUPTED, f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
     except TrainingDiverged:
         status = Status.DIVERGED  # every seed: the reasons are the learner's
     except (KeyboardInterrupt, SystemExit) as error:  # SIGTERM (at a step boundary), or Ctrl-C twice
@@ -230,6 +229,7 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
             _record_failure(summary, run_dir, error, when="after training: ")
     finally:
         for summary, seed_rows, seed_loggers in zip(summaries, rows, setup.loggers):
+            # the plain value from here on: loggers (W&B writes an enum by name) and callers
             summary.update(status=str(summary["status"]), wall_time_s=round(time.monotonic() - start, 2))
             for logger in seed_loggers:
                 if hasattr(logger, "log_results"):  # e.g. W&B: the summary and generalisation table

@@ -38,7 +38,6 @@ class Status(str, Enum):
         return self.value
 
 
-STATUSES = tuple(status.value for status in Status)
 #: a rerun would only repeat these: resume=true skips them
 FINISHED = (Status.COMPLETED, Status.DIVERGED)
 LOCK = ".lock"
@@ -79,10 +78,9 @@ def _holder(path: Path) -> dict[str, Any]:
         return {}
 
 
-def lock_holder(run_dir: Path) -> dict[str, Any] | None:
-    """The live process holding ``run_dir``'s lock, or None."""
-    holder = _holder(run_dir / LOCK) if (run_dir / LOCK).exists() else None
-    return holder if holder is not None and _alive(holder) else None
+def _ours(holder: Mapping[str, Any]) -> bool:
+    """Whether a lock's holder is this process."""
+    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
 
 
 def _busy(run_dir: Path, holder: Mapping[str, Any]) -> ConfigError:
@@ -97,14 +95,13 @@ def acquire_lock(run_dir: Path) -> str | None:
     holder stops us with a ConfigError naming it; a stale lock (its process gone) is taken
     over, and the line saying so is returned."""
     path = run_dir / LOCK
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
     note = None
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _holder(path)
-            if holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+            if _ours(holder):
                 return note  # ours already
             if holder and _alive(holder):
                 raise _busy(run_dir, holder) from None
@@ -112,24 +109,22 @@ def acquire_lock(run_dir: Path) -> str | None:
             note = f"{run_dir}: took over the stale lock of pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')}; that process is gone)"
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
+            f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}))
         return note
     raise _busy(run_dir, _holder(path))
 
 
 def release_lock(run_dir: Path) -> None:
     """Give up ``run_dir``'s lock if this process holds it."""
-    path = run_dir / LOCK
-    holder = _holder(path)
-    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-        path.unlink(missing_ok=True)
+    if _ours(_holder(run_dir / LOCK)):
+        (run_dir / LOCK).unlink(missing_ok=True)
 
 
 def check_free(run_dir: Path, resume: bool) -> None:
     """A ConfigError when ``run_dir`` holds a run that writing would lose: a finished or
     unfinished run (or its checkpoint) without ``resume=true``, or a live writer."""
-    holder = lock_holder(run_dir)
-    if holder is not None and holder.get("pid") != os.getpid():
+    holder = _holder(run_dir / LOCK)
+    if holder and not _ours(holder) and _alive(holder):
         raise _busy(run_dir, holder)
     if resume:
         return
@@ -234,9 +229,9 @@ def outcome_line(run_dir: Path, summary: Mapping[str, Any]) -> str:
     return line
 
 
-def sweep_outcome(sweep_dir: Path) -> tuple[list[Path], str | None]:
-    """The job folders of ``sweep_dir`` that did not complete, and one line saying so (N of M
-    completed, which did not and why, what to run next), or None when all completed."""
+def sweep_outcome(sweep_dir: Path) -> str | None:
+    """One line on the job folders of ``sweep_dir`` that did not complete (N of M completed,
+    which did not and why, what to run next), or None when all completed."""
     jobs = sorted(job for job in Path(sweep_dir).iterdir() if (job / ".hydra").is_dir()) if Path(sweep_dir).is_dir() else []
     unfinished = []
     for job in jobs:
@@ -244,9 +239,9 @@ def sweep_outcome(sweep_dir: Path) -> tuple[list[Path], str | None]:
         if status != Status.COMPLETED:
             unfinished.append((job, status or "not started"))
     if not unfinished:
-        return [], None
+        return None
     listed = ", ".join(f"{job.name} ({status})" for job, status in unfinished[:6])
     more = f" and {len(unfinished) - 6} more" if len(unfinished) > 6 else ""
     line = (f"{sweep_dir}: {len(jobs) - len(unfinished)} of {len(jobs)} runs completed; not completed: {listed}{more}; "
             f"rerun the same command with resume=true to continue them; ntm-repro-report {sweep_dir} reports what there is")
-    return [job for job, _ in unfinished], line
+    return line
