@@ -4,30 +4,163 @@ a config group) and the command that runs each claim's experiment.
 
     ntm-repro-claims               # every claim: id, source, the claim, its command
     ntm-repro-claims G1 Z7         # just those, with the paper's numbers, statistic, rule, deviations
+    ntm-repro-claims --index reports/   # reports/README.md: each claim's verdict and the report deciding it
 
 An entry holds ``id``, ``source``, ``claim``, ``paper`` (the paper's numbers), how it is
-settled (``experiment``: the overrides of ``ntm-repro -m``, as on a command line; or ``command``: another command;
-or ``not_run``: why not), ``statistic``, ``rule`` (the decision rule) and ``deviations``
-(from the paper's setting).
+settled (``experiment``: the overrides of ``ntm-repro -m``, as on a command line; or
+``command``: another command; or ``not_run``: why not), ``statistic``, the decision rule
+(``test``: a list of :class:`Check`, which ``ntm-repro-report`` decides, with ``unchecked``
+naming what they leave out; or ``rule``: prose, for what no statistic computes yet) and
+``deviations`` (from the paper's setting).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from importlib import resources
 
 import yaml
 
 SOURCES = ("graves", "zhang", "nielsen", "ift6135")  # ledger/<source>.yaml, in this order
-REQUIRED = ("id", "source", "claim", "paper", "statistic", "rule", "deviations")
+REQUIRED = ("id", "source", "claim", "paper", "statistic", "deviations")
 SETTLED_BY = ("experiment", "command", "not_run")
+SIZE_KEYS = ("seed", "train.sequences")  # how much of an experiment was run, not which one
+ALPHA = 0.05  # every decision rule's threshold
+# The per-run statistics a check can name (computed in ntm_repro/report/verdicts.py), and
+# generalisation.<cost_bits|bit_errors>@<level>: the run's value at that test level.
+STATISTICS = {
+    "converged": "converged (the report's windowed rule)",
+    "sequences_to_converge": "sequences to converge (held from; a run that did not converge counts as never)",
+    "first_reached": "sequences to first reach the criterion (never: counted as never)",
+    "final_cost_bits": "final validation cost (bits per sequence)",
+    "final_bit_errors": "final validation bit errors per sequence",
+    "spikes_after_reached": "loss spikes (outliers) from first reaching the criterion on",
+    "spike_interval": "sequences between loss spikes (each run's median)",
+    "collapses": "collapses (validation errors back up after learning)",
+}
+GENERALISATION = "generalisation."
+GENERALISATION_METRICS = ("cost_bits", "bit_errors")
+KINDS = ("compare", "share", "within")
+NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
+VERDICTS = ("confirmed", "contradicted", "inconclusive")
 
 
 class LedgerError(ValueError):
-    """A ledger entry that is missing a field or says how it is settled in no way, or two."""
+    """A ledger entry that is missing a field, says how it is settled in no way or two, or
+    holds a check that cannot be decided."""
+
+
+def statistic_title(name: str) -> str:
+    """A statistic's name in words (``generalisation.bit_errors@50`` -> "bit errors per
+    sequence at test level 50")."""
+    if name.startswith(GENERALISATION):
+        metric, level = name[len(GENERALISATION):].split("@", 1)
+        what = "cost (bits per sequence)" if metric == "cost_bits" else "bit errors per sequence"
+        return f"{what} at test level {level}"
+    return STATISTICS[name]
+
+
+def _check_statistic(name: str) -> str | None:
+    """Why ``name`` is not a statistic a check can use, or None."""
+    if name in STATISTICS:
+        return None
+    if name.startswith(GENERALISATION) and "@" in name:
+        metric, level = name[len(GENERALISATION):].split("@", 1)
+        if metric in GENERALISATION_METRICS and level:
+            return None
+    return f"unknown statistic {name!r} (one of {', '.join(STATISTICS)}, or generalisation.<{'|'.join(GENERALISATION_METRICS)}>@<level>)"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One machine-decided part of a claim's rule, on a per-run statistic ``on`` (the
+    ledger's ``statistic:``; see :data:`STATISTICS`):
+
+    - compare: ``groups = (lower, higher)``, the claim that ``on`` is lower for the first
+      (for ``converged``: that it converges in fewer runs); one-sided Mann-Whitney (Fisher's
+      exact test for ``converged``), Holm-adjusted over the claim's comparisons.
+    - share: the fraction of the group's runs whose ``on`` is below ``below`` (or above
+      ``above``): confirmed at ``confirmed_at`` or more, contradicted at ``contradicted_at``
+      or less.
+    - within: the median over the group's runs inside [low, high] confirmed, outside
+      contradicted; ``if_none`` when no run has a value.
+
+    A group is named by values of the experiment's overrides ("ntm2", "graves/copy_lstm",
+    "ift6135/lstm_ntm adam"): a run belongs when it has every one."""
+
+    kind: str
+    on: str
+    groups: tuple[str, ...]
+    below: float | None = None
+    above: float | None = None
+    confirmed_at: float = 1.0
+    contradicted_at: float = 0.0
+    low: float = -math.inf
+    high: float = math.inf
+    if_none: str = "inconclusive"
+
+    def describe(self) -> str:
+        what = statistic_title(self.on)
+        if self.kind == "compare":
+            lower, higher = self.groups
+            if self.on == "converged":
+                return (f"{higher} converges in more runs than {lower}: one-sided Fisher exact test, Holm-adjusted "
+                        f"p < {ALPHA:g}")
+            return f"{what}: {lower} < {higher}, one-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g}"
+        if self.kind == "share":
+            return (f"{self.groups[0]}: {self.runs_meeting()} - confirmed at {self.confirmed_at:.0%} of runs or more, "
+                    f"contradicted at {self.contradicted_at:.0%} or less")
+        return (f"{self.groups[0]}: the median over runs of {what} within [{self.low:g}, {self.high:g}] - confirmed; "
+                f"outside - contradicted; no run with a value - {self.if_none}")
+
+    def runs_meeting(self) -> str:
+        """A share check's condition in words ("runs that converged", "runs with ... below 1")."""
+        if self.on == "converged":
+            return "runs that converged" if self.above is not None else "runs that did not converge"
+        condition = f"below {self.below:g}" if self.below is not None else f"above {self.above:g}"
+        return f"runs with {statistic_title(self.on)} {condition}"
+
+
+def _checks(entry: dict, name: str) -> tuple[Check, ...]:
+    checks = []
+    for raw in entry.get("test") or ():
+        kind = [k for k in KINDS if k in raw]
+        if len(kind) != 1 or "statistic" not in raw:
+            raise LedgerError(f"{name}: a check needs one of {', '.join(KINDS)} and statistic: ({raw})")
+        kind = kind[0]
+        problem = _check_statistic(str(raw["statistic"]))
+        if problem:
+            raise LedgerError(f"{name}: {problem}")
+        groups = tuple(map(str, raw[kind])) if kind == "compare" else (str(raw[kind]),)
+        if kind == "compare" and len(groups) != 2:
+            raise LedgerError(f"{name}: compare takes [lower, higher] ({raw})")
+        if kind == "share" and (raw.get("below") is None) == (raw.get("above") is None):
+            raise LedgerError(f"{name}: share takes below: or above: ({raw})")
+        if raw.get("if_none", "inconclusive") not in VERDICTS:
+            raise LedgerError(f"{name}: if_none must be one of {', '.join(VERDICTS)}")
+        try:
+            fields = {key: float(raw[key]) for key in NUMBERS if key in raw}
+        except (TypeError, ValueError):
+            raise LedgerError(f"{name}: {', '.join(NUMBERS)} must be numbers ({raw})") from None
+        fields |= {"if_none": raw["if_none"]} if "if_none" in raw else {}
+        checks.append(Check(kind=kind, on=str(raw["statistic"]), groups=groups, **fields))
+    return tuple(checks)
+
+
+def sweep_items(value: str) -> list[str]:
+    """A sweep value's items: split at commas outside brackets ("a,[1,2]" -> a, [1,2])."""
+    out, depth, start = [], 0, 0
+    for i, char in enumerate(value):
+        depth += 1 if char in "[{" else -1 if char in "]}" else 0
+        if char == "," and depth == 0:
+            out.append(value[start:i])
+            start = i + 1
+    return out + [value[start:]]
 
 
 @dataclass(frozen=True)
@@ -37,11 +170,13 @@ class Claim:
     claim: str
     paper: str
     statistic: str
-    rule: str
+    prose_rule: str | None = None
     deviations: tuple[str, ...] = ()
     experiment: tuple[str, ...] = ()
     command_line: str | None = None
     not_run: str | None = None
+    checks: tuple[Check, ...] = ()
+    unchecked: str | None = None
     file: str = field(default="", compare=False)
 
     @property
@@ -51,21 +186,57 @@ class Claim:
             return " ".join(["ntm-repro", "-m", *(shlex.quote(str(o)) for o in self.experiment)])
         return self.command_line
 
+    @property
+    def rule(self) -> str:
+        """The decision rule in words: the checks' (each must hold to confirm; one contradicted
+        contradicts), else the ledger's prose."""
+        if not self.checks:
+            return self.prose_rule or ""
+        parts = " ".join(f"({i}) {check.describe()}" for i, check in enumerate(self.checks, 1)) if len(self.checks) > 1 \
+            else self.checks[0].describe()
+        rule = f"{parts}. Confirmed when every check is confirmed; contradicted when one is; otherwise inconclusive"
+        return rule + (f". Not checked by the rule: {self.unchecked}" if self.unchecked else "")
+
+    @property
+    def sweep(self) -> dict[str, tuple[str, ...]]:
+        """The experiment's overrides, key -> values (seed's range as written)."""
+        pairs = (override.split("=", 1) for override in self.experiment)
+        return {key: (value,) if key == "seed" else tuple(sweep_items(value)) for key, value in pairs}
+
+    @property
+    def seeds(self) -> int | None:
+        """How many seeds the experiment asks for (``seed=0-4``: 5), None if it sets none."""
+        value = self.sweep.get("seed", (None,))[0]
+        if value is None:
+            return None
+        first, _, last = value.partition("-")
+        return int(last) - int(first) + 1 if last else len(sweep_items(value))
+
 
 def _claim(entry: dict, file: str) -> Claim:
     name = f"{file}: {entry.get('id', '<no id>')}"
     missing = [key for key in REQUIRED if key not in entry]
+    if "rule" not in entry and "test" not in entry:
+        missing.append("rule (or test)")
     if missing:
         raise LedgerError(f"{name}: missing {', '.join(missing)}")
     settled = [key for key in SETTLED_BY if entry.get(key)]
     if len(settled) != 1:
         raise LedgerError(f"{name}: give exactly one of {', '.join(SETTLED_BY)} (found {', '.join(settled) or 'none'})")
-    return Claim(
+    claim = Claim(
         id=str(entry["id"]), source=str(entry["source"]), claim=str(entry["claim"]), paper=str(entry["paper"]),
-        statistic=str(entry["statistic"]), rule=str(entry["rule"]), deviations=tuple(map(str, entry["deviations"] or ())),
+        statistic=str(entry["statistic"]), prose_rule=entry.get("rule"),
+        deviations=tuple(map(str, entry["deviations"] or ())),
         experiment=tuple(shlex.split(entry.get("experiment") or "")), command_line=entry.get("command"),
-        not_run=entry.get("not_run"), file=file,
+        not_run=entry.get("not_run"), checks=_checks(entry, name), unchecked=entry.get("unchecked"), file=file,
     )
+    values = {value for key, listed in claim.sweep.items() if key not in SIZE_KEYS for value in listed}
+    for check in claim.checks:
+        for group in check.groups:
+            unknown = [word for word in group.split() if word not in values]
+            if unknown:
+                raise LedgerError(f"{name}: group {group!r}: {', '.join(unknown)} is no value of the experiment")
+    return claim
 
 
 def load_ledger() -> list[Claim]:
@@ -97,8 +268,18 @@ def describe(claim: Claim, full: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ntm-repro-claims", description=__doc__.splitlines()[0])
     parser.add_argument("ids", nargs="*", help="claim ids (default: all), e.g. G1 Z7")
+    parser.add_argument("--index", type=Path, metavar="DIR",
+                        help="write DIR/README.md: every claim's verdict and the report in DIR that decides it")
     args = parser.parse_args(argv)
     ledger = load_ledger()
+    if args.index is not None:
+        if not args.index.is_dir():
+            print(f"ntm-repro-claims: error: --index {args.index}: no such folder (give the reports folder)", file=sys.stderr)
+            return 2
+        from ntm_repro.report.index import write_index  # the ledger alone needs no pandas
+
+        print(f"{write_index(ledger, args.index)}: the verdicts of {len(ledger)} claims")
+        return 0
     by_id = {claim.id: claim for claim in ledger}
     unknown = [i for i in args.ids if i not in by_id]
     if unknown:

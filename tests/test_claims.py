@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from ntm_repro.claims import Claim, LedgerError, _claim, load_ledger
+from ntm_repro.claims import Claim, LedgerError, _claim, load_ledger, sweep_items
 
 CLAIMS_MD = Path(__file__).resolve().parents[2] / "shared" / "CLAIMS.md"
 LEDGER = load_ledger()
@@ -23,31 +23,17 @@ def test_the_ledger_has_every_claim_of_claims_md_and_no_other():
     assert [claim.id for claim in LEDGER] == ids
 
 
-def items(value):
-    """A sweep value's items: split at commas outside brackets."""
-    out, depth, start = [], 0, 0
-    for i, char in enumerate(value):
-        depth += 1 if char in "[{" else -1 if char in "]}" else 0
-        if char == "," and depth == 0:
-            out.append(value[start:i])
-            start = i + 1
-    return out + [value[start:]]
-
-
-def jobs(overrides):
-    """Every job of a sweep's overrides but the seeds (a range's first seed stands for all)."""
-    choices = []
-    for override in overrides:
-        key, value = override.split("=", 1)
-        values = [value.split("-")[0]] if key == "seed" else items(value)
-        choices.append([f"{key}={v}" for v in values])
+def jobs(claim):
+    """Every job of a claim's sweep but the seeds (a range's first seed stands for all)."""
+    choices = [[f"{key}={value.split('-')[0] if key == 'seed' else value}" for value in values]
+               for key, values in claim.sweep.items()]
     return list(itertools.product(*choices))
 
 
 @pytest.mark.parametrize("claim", [c for c in LEDGER if c.experiment], ids=lambda c: c.id)
 def test_every_job_of_every_experiment_composes(claim):
     with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
-        for job in jobs(claim.experiment):
+        for job in jobs(claim):
             assert compose("config", overrides=list(job)).seed == 0
     assert claim.command.startswith("ntm-repro -m ")
 
@@ -58,7 +44,7 @@ def test_a_claim_is_settled_in_exactly_one_way():
         _claim(entry, "f.yaml")
     with pytest.raises(LedgerError, match="found experiment, not_run"):
         _claim({**entry, "experiment": ["seed=0"], "not_run": "why"}, "f.yaml")
-    with pytest.raises(LedgerError, match="X1: missing rule"):
+    with pytest.raises(LedgerError, match=r"X1: missing rule \(or test\)"):
         _claim({**{k: v for k, v in entry.items() if k != "rule"}, "not_run": "why"}, "f.yaml")
     assert isinstance(_claim({**entry, "command": "ntm-repro-params"}, "f.yaml"), Claim)
 
@@ -72,6 +58,26 @@ def test_the_command_lists_every_claim_and_refuses_an_unknown_id():
     assert re.findall(r"^([GZNI]\d+)  ", listed.stdout, flags=re.M) == [claim.id for claim in LEDGER]
     assert "ntm-repro -m experiment=graves/copy_ff_ntm,graves/copy_lstm_ntm,graves/copy_lstm seed=0-4" in listed.stdout
     one = subprocess.run([command, "Z7"], capture_output=True, text=True, timeout=120)
-    assert one.returncode == 0 and "rule: NTM1 and NTM2 each vs the NTM, one-sided Fisher exact" in one.stdout
+    assert one.returncode == 0 and "rule: (1) ntm1 converges in more runs than ntm: one-sided Fisher exact test" in one.stdout
     bad = subprocess.run([command, "Z99"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("ntm-repro-claims: error: no claim Z99; the ids are G1, G2")
+
+
+def test_sweep_values_split_at_commas_outside_brackets():
+    assert sweep_items("a,[1,2],{x: 1, y: 2}") == ["a", "[1,2]", "{x: 1, y: 2}"]
+    claim = next(c for c in LEDGER if c.id == "I5")
+    assert claim.sweep["task.test_lengths"] == ("[10,20,30,40,50,60,70,80,90,100]",) and claim.seeds == 5
+
+
+def test_the_claims_that_only_prose_decides_are_these():
+    """Adding a claim without a machine rule (or dropping one's rule) is a deliberate change."""
+    prose = {claim.id for claim in LEDGER if not claim.checks}
+    assert prose == {"G3", "G10", "I1", "I6", "I8", "N3", "N5", "N6", "N7", "Z11"}
+    assert all(LEDGER[i].prose_rule for i, c in enumerate(LEDGER) if c.id in prose)
+
+
+def test_every_deviation_is_one_sentence_not_a_flow_list_split_at_its_commas():
+    """A YAML flow list ``[budget 200k sequences, not 1M]`` is two items; the ledger quotes."""
+    for claim in LEDGER:
+        for deviation in claim.deviations:
+            assert not deviation.startswith(("not ", "0", "000")), (claim.id, deviation)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import matplotlib.pyplot as plt
@@ -44,7 +44,7 @@ class Text:
     space_before: float = 0.0  # inches
 
     def lines(self) -> list[str]:
-        width = int((PAGE[0] - 2 * MARGIN) / (self.size * POINT * (0.6 if self.family == "monospace" else 0.5)))
+        width = int((PAGE[0] - 2 * MARGIN) / (self.size * POINT * (0.6 if self.family == "monospace" else 0.53)))
         return [line for p in self.paragraphs for line in textwrap.wrap(p, width, subsequent_indent="    ") or [""]]
 
     def line_height(self) -> float:
@@ -62,6 +62,7 @@ class Table:
 
     frame: pd.DataFrame
     wrap: int = 40
+    row_pages: list[int] = field(default_factory=list)  # filled by flow: the page (0-based) each row is on
 
     def __post_init__(self) -> None:
         self.header = ["\n".join(textwrap.wrap(str(c), HEADER_WRAP)) for c in self.frame.columns]
@@ -136,6 +137,7 @@ def flow(blocks: list[Text | Table]) -> list[Figure]:
             while fitting < len(rows) and sum(map(block.height, rows[: fitting + 1])) <= space:
                 fitting += 1
             top += _draw_table(pages[-1], block, rows[:fitting], top) + 0.1
+            block.row_pages += [len(pages) - 1] * fitting
             rows = rows[fitting:]
     return pages
 
@@ -169,20 +171,49 @@ def wall_time(runs: pd.DataFrame) -> str:
             f"run's end ({ended.max():%Y-%m-%d %H:%M}).")
 
 
+def code(runs: pd.DataFrame) -> str:
+    """The commits the runs were trained with, as a sentence."""
+    commits = runs["commit"].fillna("unknown").value_counts()
+    return "Code: " + ", ".join(f"commit {commit} ({count} runs)" for commit, count in commits.items()) + "."
+
+
+VERDICT_COLUMNS = {"id": "claim", "claim": "the claim", "paper": "paper", "ours": "ours (per check)", "verdict": "verdict",
+                   "power": "power (what the runs could detect)", "deviations": "deviations from the paper's setting"}
+
+
+def verdict_blocks(table: pd.DataFrame, rules: dict[str, str], reading: Reading, name: str,
+                   notes: tuple[str, ...] = ()) -> tuple[list[Text | Table], Table]:
+    """The report's opening page(s): what made it, then a row per claim of the ledger whose
+    experiment has runs here, then each claim's decision rule; returns the blocks and the
+    table (whose ``row_pages`` flow fills in)."""
+    shown = Table(table[list(VERDICT_COLUMNS)].rename(columns=VERDICT_COLUMNS), wrap=34)
+    blocks: list[Text | Table] = [
+        Text([f"ntm-repro report: {name}"], size=16, weight="bold"),
+        Text([f"Verdicts on the claims of the papers whose experiments have runs among the {len(reading.runs)} read "
+              "(the ledger: ntm-repro-claims). Made by:"]),
+        Text(reading.commands or ["(no Hydra record found)"], size=8.5, family="monospace"),
+        Text([line for line in (code(reading.runs), wall_time(reading.runs)) if line]
+             + [f"Note by the report's maker: {note}" for note in notes]),
+        shown,
+        _heading("How each claim is decided"),
+        Text([f"{claim}: {rule}" for claim, rule in rules.items()], size=8.5),
+    ]
+    return blocks, shown
+
+
 def overview(reading: Reading, criteria: Criteria, name: str, paths: list[str], notes: tuple[str, ...] = ()) -> list[Text | Table]:
     """The first page: what was run, with what code, what was read and how it was judged;
     ``notes``: lines from whoever made the report (``--note``), shown as theirs."""
     runs, issues = reading.runs, reading.issues
     skipped = int((issues["handling"] == "skipped").sum())
     started = runs["started"].dropna()
-    commits = runs["commit"].fillna("unknown").value_counts()
     groups = runs.groupby(["task", "label"], sort=False).size()
     facts = [
         f"Made {datetime.now():%Y-%m-%d %H:%M} from {', '.join(paths)}. {reading.folders_found} run folder(s) found: "
         f"{len(runs)} read, {skipped} skipped.",
         f"Runs started {started.min():%Y-%m-%d %H:%M} to {started.max():%Y-%m-%d %H:%M}." if len(started) else "",
         wall_time(runs),
-        "Code: " + ", ".join(f"commit {commit} ({count} runs)" for commit, count in commits.items()) + ".",
+        code(runs),
         "Runs per task and model: " + "; ".join(f"{task} / {label}: {n}" for (task, label), n in groups.items()) + ".",
     ]
     if reading.varying:

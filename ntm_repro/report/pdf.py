@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from ntm_repro.report import figures, pages, stats
+from ntm_repro.claims import load_ledger
+from ntm_repro.report import figures, pages, stats, verdicts
 from ntm_repro.report.read import Reading
 
 
@@ -49,8 +51,15 @@ def write_report(
     converged = set(run_stats.loc[run_stats["converged"], "run"])
     memory = stats.structured_memory(reading.runs, reading.metrics, run_stats)
     colours = figures.palette(sorted(reading.runs["label"].unique()))
+    found = verdicts.verdicts(load_ledger(), reading.runs, run_stats, reading.generalisation)
+    verdict_table = verdicts.verdict_table(found)
     writer = ReportWriter(out_dir, name)
     try:
+        if found:
+            blocks, shown = pages.verdict_blocks(verdict_table, {v.claim.id: v.claim.rule for v in found}, reading, name, notes)
+            for index, fig in enumerate(pages.flow(blocks)):
+                writer.page(f"verdicts_{index + 1}", fig)
+            verdict_table["page"] = [page + 1 for page in shown.row_pages]
         for index, fig in enumerate(pages.flow(pages.overview(reading, criteria, name, paths, notes))):
             writer.page(f"overview_{index + 1}", fig)
         for stem, fig in [
@@ -71,6 +80,7 @@ def write_report(
         "generalisation": stats.per_seed_generalisation(reading.generalisation, run_stats),
         "memory": memory,
         "issues": reading.issues,
+        "verdicts": verdict_table if found else pd.DataFrame(),
     }
     for stem, frame in tables.items():
         if len(frame.columns):  # a table the report does not have (e.g. memory without structured runs): no file

@@ -272,7 +272,7 @@ def _read_run(
     return run, metrics.assign(run=name), generalisation.assign(run=name), issue
 
 
-def _resolved(run: pd.Series, key: str) -> str:
+def resolved_value(run: pd.Series, key: str) -> str:
     """A run's value of an override key, whether or not its command line set it."""
     if key in run["overrides"]:
         return run["overrides"][key]
@@ -283,17 +283,22 @@ def _resolved(run: pd.Series, key: str) -> str:
     return "default" if value is None or isinstance(value, dict) else str(value)  # a group without Hydra's record
 
 
-def _tells_apart(key: str) -> bool:
+def is_science(key: str) -> bool:
+    """Whether an override key can change what a run learns (not in :data:`NOT_SCIENCE`)."""
+    return not any(fnmatch.fnmatchcase(key, pattern) for pattern in NOT_SCIENCE)
+
+
+def tells_apart(key: str) -> bool:
     """Whether an override key can split runs into labels: not seed, model or task (columns
-    of their own) nor a setting in :data:`NOT_SCIENCE`."""
-    return key not in IDENTITY and not any(fnmatch.fnmatchcase(key, pattern) for pattern in NOT_SCIENCE)
+    of their own) and :func:`is_science`."""
+    return key not in IDENTITY and is_science(key)
 
 
 def add_variants(runs: pd.DataFrame) -> list[str]:
-    """Label each run by the override keys that may tell runs apart (:func:`_tells_apart`)
+    """Label each run by the override keys that may tell runs apart (:func:`tells_apart`)
     and whose values differ between runs; returns those keys."""
-    keys = sorted({key for overrides in runs["overrides"] for key in overrides if _tells_apart(key)})
-    values = {key: runs.apply(_resolved, axis=1, key=key) for key in keys}
+    keys = sorted({key for overrides in runs["overrides"] for key in overrides if tells_apart(key)})
+    values = {key: runs.apply(resolved_value, axis=1, key=key) for key in keys}
     varying = [key for key in keys if values[key].nunique() > 1]
     runs["variant"] = [" ".join(f"{key}={values[key].iloc[i]}" for key in varying) for i in range(len(runs))]
     runs["label"] = [f"{m} ({v})" if v else m for m, v in zip(runs["model"], runs["variant"])]

@@ -3,6 +3,7 @@ on the frames of :mod:`ntm_repro.report.read`."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -166,8 +167,9 @@ def _points(metrics: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
 
 def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd.DataFrame:
     """One row per run: outcome (its status if diverged or failed), converged, sequences to
-    converge, first reached, held from, loss spikes, collapses, final validation cost and
-    bit errors, the last sequences logged."""
+    converge, first reached, held from, loss spikes (all; those from first reached on, NaN
+    if never reached; the median interval between their starts, NaN if fewer than two),
+    collapses, final validation cost and bit errors, the last sequences logged."""
     val, train, empty = _points(metrics, "val"), _points(metrics, "train"), metrics.iloc[:0]
     rows = []
     for run in runs.itertuples():
@@ -178,6 +180,7 @@ def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd
         held = held_from(seqs, errors, criteria.bit_errors)
         log = train.get(run.run, empty)
         spikes = spike_starts(log["sequences"], log["cost_bits"], criteria.spike_window, criteria.spike_bits)
+        reached = first_reached(seqs, errors, criteria.bit_errors)
         rows.append(
             {
                 "task": run.task,
@@ -190,10 +193,12 @@ def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd
                 "outcome": result,
                 "converged": result == "converged",
                 "sequences_to_converge": held if result == "converged" else math.nan,
-                "first_reached": first_reached(seqs, errors, criteria.bit_errors),
+                "first_reached": reached,
                 "held_from": held,
                 "spikes": len(spikes),
                 "spike_sequences": spikes,
+                "spikes_after_reached": math.nan if math.isnan(reached) else sum(s >= reached for s in spikes),
+                "spike_interval": float(np.median(np.diff(spikes))) if len(spikes) > 1 else math.nan,
                 "collapses": collapses(errors, criteria.collapse_reached, criteria.collapse_above),
                 "final_cost_bits": costs[-1] if counted and len(costs) else math.nan,
                 "final_bit_errors": errors[-1] if counted and len(errors) else math.nan,
@@ -281,27 +286,52 @@ def midranks(values: np.ndarray) -> np.ndarray:
     return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
 
 
-def mann_whitney(x: np.ndarray, y: np.ndarray, max_exact: int = MAX_EXACT_SPLITS) -> tuple[float, float, str]:
-    """Two-sided Mann-Whitney U test of ``x`` against ``y`` (values may be inf):
-    (U of x, p-value, method). Exact over every split of the pooled runs (ties included)
-    when there are at most ``max_exact`` splits, else the normal approximation."""
+@functools.lru_cache(maxsize=8)
+def _splits(n: int, k: int) -> np.ndarray:
+    """Every choice of ``k`` of ``n`` positions, one per row (cached: tests repeat a size)."""
+    return np.array(list(combinations(range(n), k)))
+
+
+
+
+def mann_whitney(
+    x: np.ndarray, y: np.ndarray, max_exact: int = MAX_EXACT_SPLITS, alternative: str = "two-sided"
+) -> tuple[float, float, str]:
+    """Mann-Whitney U test of ``x`` against ``y`` (values may be inf): (U of x, p-value,
+    method). ``alternative``: "less" (x tends lower), "greater" or "two-sided". Exact over
+    every split of the pooled runs (ties included) when there are at most ``max_exact``
+    splits, else the normal approximation with tie and continuity corrections."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n1, n2 = len(x), len(y)
     ranks = midranks(np.concatenate([x, y]))
     offset, centre = n1 * (n1 + 1) / 2, n1 * n2 / 2
     u = ranks[:n1].sum() - offset
     if math.comb(n1 + n2, n1) <= max_exact:
-        splits = np.array(list(combinations(range(n1 + n2), n1)))
-        us = ranks[splits].sum(axis=1) - offset
-        p = np.mean(np.abs(us - centre) >= abs(u - centre) - 1e-9)
-        return float(u), float(p), "exact"
+        us = ranks[_splits(n1 + n2, n1)].sum(axis=1) - offset
+        tail = {"two-sided": np.abs(us - centre) >= abs(u - centre) - 1e-9, "less": us <= u + 1e-9,
+                "greater": us >= u - 1e-9}[alternative]
+        return float(u), float(np.mean(tail)), "exact"
     n = n1 + n2
     _, ties = np.unique(ranks, return_counts=True)
     variance = n1 * n2 / 12 * ((n + 1) - (ties**3 - ties).sum() / (n * (n - 1)))
     if variance <= 0:
         return float(u), 1.0, "normal"
-    z = max(abs(u - centre) - 0.5, 0.0) / math.sqrt(variance)
-    return float(u), min(1.0, math.erfc(z / math.sqrt(2))), "normal"
+    if alternative == "two-sided":
+        z = max(abs(u - centre) - 0.5, 0.0) / math.sqrt(variance)
+        return float(u), min(1.0, math.erfc(z / math.sqrt(2))), "normal"
+    sign = 1 if alternative == "less" else -1  # P(U <= u) or P(U >= u), continuity-corrected
+    z = sign * (u - centre) + 0.5
+    return float(u), min(1.0, 0.5 * math.erfc(-z / math.sqrt(variance) / math.sqrt(2))), "normal"
+
+
+def fisher_greater(successes: int, runs: int, other_successes: int, other_runs: int) -> float:
+    """One-sided Fisher exact test that the first group's rate of successes exceeds the
+    other's: P(X >= successes), X hypergeometric (all successes spread over both groups)."""
+    total, drawn = runs + other_runs, successes + other_successes
+    denominator = math.comb(total, runs)
+    top = min(runs, drawn)
+    return min(1.0, sum(math.comb(drawn, k) * math.comb(total - drawn, runs - k) for k in range(successes, top + 1))
+               / denominator)
 
 
 def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,0 +1,219 @@
+"""The verdict logic on hand-made run tables: which runs belong to a claim, each kind of
+check giving confirmed, contradicted, inconclusive and not run, and the power statement,
+with p-values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntm_repro.claims import LedgerError, _claim
+from ntm_repro.report import verdicts
+from ntm_repro.report.stats import fisher_greater, mann_whitney
+
+
+def claim(experiment: str, *checks: dict, seeds: str = "0-4", **extra) -> object:
+    entry = {"id": "X1", "source": "s", "claim": "c", "paper": "p", "statistic": "s", "deviations": [],
+             "experiment": f"{experiment} seed={seeds}", "test": list(checks), **extra}
+    return _claim(entry, "test.yaml")
+
+
+def runs_table(groups: dict[str, dict], budget: float = 1000.0) -> pd.DataFrame:
+    """One row per run: ``groups`` maps a model name to {"values": [...], "overrides": {...}}."""
+    rows = []
+    for model, spec in groups.items():
+        for seed, value in enumerate(spec["values"]):
+            rows.append({
+                "run": f"{model}_s{seed}", "model": model, "seed": seed, "value": value, "budget": budget,
+                "overrides": {"model": model, "seed": str(seed), **spec.get("overrides", {})},
+                "choices": {"model": model, "experiment": spec.get("experiment")},
+                "config": spec.get("config", {}),
+            })
+    return pd.DataFrame(rows)
+
+
+def decide(claim_, runs: pd.DataFrame, column: str, generalisation: pd.DataFrame | None = None):
+    run_stats = runs[["run"]].assign(**{column: runs["value"]})
+    return verdicts.decide(claim_, runs, run_stats, generalisation if generalisation is not None else pd.DataFrame())
+
+
+SEQUENCES = {"compare": ["a", "b"], "statistic": "sequences_to_converge"}
+
+
+def test_compare_confirms_contradicts_or_is_inconclusive():
+    c = claim("model=a,b", SEQUENCES)
+    # 5 against 5 fully separated: one-sided exact p = 1/252
+    fast, slow = [100, 200, 300, 400, 500], [600, 700, 800, 900, 1000]
+    found = decide(c, runs_table({"a": {"values": fast}, "b": {"values": slow}}), "sequences_to_converge")
+    assert found.verdict == "confirmed"
+    assert f"one-sided p {1 / 252:.3g}" in found.ours[0] and "a median 300 (n=5) vs b 800 (n=5)" in found.ours[0]
+    found = decide(c, runs_table({"a": {"values": slow}, "b": {"values": fast}}), "sequences_to_converge")
+    assert found.verdict == "contradicted"
+    mixed = decide(c, runs_table({"a": {"values": [100, 600, 300, 900, 500]}, "b": {"values": [200, 700, 800, 400, 1000]}}),
+                   "sequences_to_converge")
+    assert mixed.verdict == "inconclusive" and mixed.power[0]
+
+
+def test_a_run_that_never_converged_ranks_last():
+    c = claim("model=a,b", SEQUENCES)
+    never = [math.nan] * 5  # per_run's sequences_to_converge of runs that did not converge
+    found = decide(c, runs_table({"a": {"values": [1, 2, 3, 4, 5]}, "b": {"values": never}}), "sequences_to_converge")
+    assert found.verdict == "confirmed" and "b never (n=5)" in found.ours[0]
+    neither = decide(c, runs_table({"a": {"values": never}, "b": {"values": never}}), "sequences_to_converge")
+    assert neither.verdict == "inconclusive" and "neither ever got there" in neither.ours[0]
+
+
+def test_holm_over_the_claims_comparisons():
+    """Two comparisons each at one-sided p = 4/252 (U = 2 of 25): alone confirmed, but
+    Holm doubles the smaller to 0.032 and the claim still holds; three at p = 7/252 each
+    (0.028): Holm's first is 0.083, so inconclusive."""
+    a, b = [1, 2, 3, 7, 8], [4, 5, 6, 9, 10]  # U = 6 (7 > 4, 5, 6 and 8 > 4, 5, 6): splits with U <= 6: 28 of 252
+    assert mann_whitney(a, b, alternative="less")[1] == pytest.approx(28 / 252)
+    a, b = [1, 2, 3, 4, 7], [5, 6, 8, 9, 10]  # U = 2 (7 > 5, 6)
+    p = mann_whitney(a, b, alternative="less")[1]
+    assert p == pytest.approx(4 / 252)
+    two = claim("model=a,b,c", {"compare": ["a", "b"], "statistic": "final_cost_bits"},
+                {"compare": ["a", "c"], "statistic": "final_cost_bits"})
+    found = decide(two, runs_table({"a": {"values": a}, "b": {"values": b}, "c": {"values": b}}), "final_cost_bits")
+    assert found.verdict == "confirmed" and f"Holm {2 * p:.3g}" in found.ours[0]
+    a, b = [1, 2, 3, 5, 7], [4, 6, 8, 9, 10]  # U = 3: 5 > 4, 7 > 4, 6
+    p = mann_whitney(a, b, alternative="less")[1]
+    assert p == pytest.approx(7 / 252)
+    three = claim("model=a,b,c,d", *({"compare": ["a", other], "statistic": "final_cost_bits"} for other in "bcd"))
+    found = decide(three, runs_table({"a": {"values": a}, **{m: {"values": b} for m in "bcd"}}), "final_cost_bits")
+    assert found.verdict == "inconclusive" and f"Holm {3 * p:.3g}" in found.ours[0]
+
+
+def test_converged_counts_use_fishers_exact_test():
+    c = claim("model=a,b", {"compare": ["a", "b"], "statistic": "converged"})
+    # b 5/5 against a 0/5: p = 1/252; the other way round contradicts
+    found = decide(c, runs_table({"a": {"values": [0] * 5}, "b": {"values": [1] * 5}}), "converged")
+    assert found.verdict == "confirmed" and "a 0/5 vs b 5/5 converged" in found.ours[0]
+    assert fisher_greater(5, 5, 0, 5) == pytest.approx(1 / 252)
+    assert decide(c, runs_table({"a": {"values": [1] * 5}, "b": {"values": [0] * 5}}), "converged").verdict == "contradicted"
+    # 4/5 against 1/5: P(X >= 4) = (C(5,4) C(5,1) + 1) / 252 = 26/252
+    found = decide(c, runs_table({"a": {"values": [1, 0, 0, 0, 0]}, "b": {"values": [1, 1, 1, 1, 0]}}), "converged")
+    assert found.verdict == "inconclusive" and f"one-sided p {26 / 252:.3g}" in found.ours[0]
+
+
+def test_power_of_fishers_test_is_the_count_it_needed():
+    c = claim("model=a,b", {"compare": ["a", "b"], "statistic": "converged"})
+    # against 0 of 5: 4 of 5 gives (C(4,4) C(6,1)) / 252 = 6/252 < 0.05, 3 of 5 gives 21/252 > 0.05
+    found = decide(c, runs_table({"a": {"values": [0] * 5}, "b": {"values": [1, 1, 0, 0, 0]}}), "converged")
+    assert found.verdict == "inconclusive" and found.power == ["it needed 4 of 5 converged against 0 of 5"]
+    # against 2 of 5 even 5 of 5 gives C(7,5) / 252 = 21/252: no outcome could have done it
+    found = decide(c, runs_table({"a": {"values": [1, 1, 0, 0, 0]}, "b": {"values": [1, 1, 0, 0, 0]}}), "converged")
+    assert found.power == ["no outcome of 5 against 5 runs reaches Holm p < 0.05 (2 of 5 converged)"]
+
+
+def test_power_of_mann_whitney_is_the_smallest_shift_it_detects():
+    """x = 10..50, y = 15..55 (U = 10, p = 0.35): one-sided p < 0.05 needs U <= 4 of 25
+    (12/252 = 0.048; U = 5 gives 19/252). Shifting x down by just over 5 leaves U = 6; by
+    just over 15, U = 3."""
+    c = claim("model=a,b", {"compare": ["a", "b"], "statistic": "final_cost_bits"})
+    x, y = [10, 20, 30, 40, 50], [15, 25, 35, 45, 55]
+    found = decide(c, runs_table({"a": {"values": x}, "b": {"values": y}}), "final_cost_bits")
+    assert found.verdict == "inconclusive"
+    assert found.power == ["it would have detected the first group lower by 15 or more"]
+    # three runs each: the best split gives p = 1/20, never below 0.05; four each gives 1/70
+    found = decide(c, runs_table({"a": {"values": x[:3]}, "b": {"values": y[:3]}}), "final_cost_bits")
+    assert found.power == ["no outcome of 3 against 3 runs reaches Holm p < 0.05; 4 runs each needed"]
+
+
+def test_share_checks_count_runs_meeting_a_threshold():
+    check = {"share": "a", "statistic": "generalisation.bit_errors@50", "below": 1, "confirmed_at": 0.8,
+             "contradicted_at": 0.4}
+    c = claim("model=a", check)
+    runs = runs_table({"a": {"values": [0] * 5}})
+    levels = pd.DataFrame({"run": np.repeat(runs["run"], 2), "level": [30, 50] * 5, "cost_bits": 0.0,
+                           "bit_errors": [9, 0.5, 9, 0.2, 9, 3.0, 9, 0.0, 9, 0.9]})
+    found = decide(c, runs, "converged", levels)
+    assert found.verdict == "confirmed" and "a: 4 of 5 runs with bit errors per sequence at test level 50 below 1" in found.ours[0]
+    levels.loc[levels["level"] == 50, "bit_errors"] = [0.5, 2, 3, 4, 5]
+    assert decide(c, runs, "converged", levels).verdict == "contradicted"  # 1 of 5: 20% <= 40%
+    levels.loc[levels["level"] == 50, "bit_errors"] = [0.5, 0.5, 0.5, 4, 5]
+    found = decide(c, runs, "converged", levels)
+    assert found.verdict == "inconclusive" and "95% interval" in found.ours[0]
+    levels = levels[levels["level"] == 30]  # no run was tested at 50: none meets it
+    found = decide(c, runs, "converged", levels)
+    assert found.verdict == "contradicted" and "5 without a value" in found.ours[0]
+
+
+def test_within_checks_the_median_and_says_what_no_value_means():
+    check = {"within": "a", "statistic": "spike_interval", "low": 500, "high": 2000, "if_none": "contradicted"}
+    c = claim("model=a", check)
+    assert decide(c, runs_table({"a": {"values": [800, 1200, 5000]}}), "spike_interval").verdict == "confirmed"
+    assert decide(c, runs_table({"a": {"values": [8000, 1200, 5000]}}), "spike_interval").verdict == "contradicted"
+    found = decide(c, runs_table({"a": {"values": [math.nan] * 3}}), "spike_interval")
+    assert found.verdict == "contradicted" and "no run of 3 has a value" in found.ours[0]
+
+
+def test_a_group_without_runs_is_not_run_and_cannot_confirm():
+    c = claim("model=a,b,c", SEQUENCES, {"compare": ["a", "c"], "statistic": "sequences_to_converge"})
+    found = decide(c, runs_table({"a": {"values": [1, 2, 3, 4, 5]}, "b": {"values": [6, 7, 8, 9, 10]}}),
+                   "sequences_to_converge")
+    assert found.verdict == "inconclusive" and found.ours[1] == "not run: a vs c: no runs of c"
+    only = claim("model=a,c", {"compare": ["a", "c"], "statistic": "sequences_to_converge"})
+    assert decide(only, runs_table({"a": {"values": [1, 2]}}), "sequences_to_converge").verdict == "not run"
+    assert verdicts.combine(["confirmed", "contradicted"]) == "contradicted"
+
+
+def test_runs_belong_to_a_claim_by_the_values_of_its_overrides():
+    c = claim("experiment=p/x model=a,b optimizer.lr=1e-3 model.shifts=[0,1]", SEQUENCES, seeds="0-2")
+    same = {"experiment": "p/x", "overrides": {"optimizer.lr": "0.001", "model.shifts": "[0, 1]"}}
+    table = runs_table({
+        "a": {"values": [1, 2, 3], **same},
+        "b": {"values": [4, 5], **same},
+        "c": {"values": [1], **same},  # a model the claim does not name
+    })
+    table.loc[len(table)] = {**table.iloc[0].to_dict(), "run": "no_preset", "choices": {"model": "a", "experiment": None}}
+    matched = verdicts.match(c, table)
+    assert sorted(matched.tags) == ["a_s0", "a_s1", "a_s2", "b_s0", "b_s1"]
+    assert matched.tags["b_s0"] == ("p/x", "b", "1e-3", "[0,1]")
+    assert matched.deviations == ["runs per configuration below the ledger's 3 seeds (p/x b 1e-3 [0,1]: 2)"]
+    # a claim without a preset takes only runs without one
+    bare = claim("model=a", {"within": "a", "statistic": "spike_interval"})
+    assert list(verdicts.match(bare, table).tags) == ["no_preset"]
+
+
+def test_an_override_the_claim_does_not_name_is_a_deviation_or_an_ablation_left_out():
+    c = claim("model=a,b", SEQUENCES, seeds="0-1")
+    everywhere = runs_table({m: {"values": [1, 2], "overrides": {"train.val_every": "100"}} for m in "ab"}, budget=300)
+    matched = verdicts.match(claim("model=a,b train.sequences=40000", SEQUENCES, seeds="0-1"), everywhere)
+    assert matched.deviations == ["every run sets train.val_every=100", "budget 300 sequences, the ledger's 40,000"]
+    ablation = runs_table({"a": {"values": [1, 2]}, "b": {"values": [3, 4]}})
+    extra = runs_table({"a": {"values": [5, 6], "overrides": {"model.topology.mixing": "fixed"}}})
+    extra["run"] = ["ablation_s0", "ablation_s1"]
+    matched = verdicts.match(c, pd.concat([ablation, extra], ignore_index=True))
+    assert sorted(matched.tags) == ["a_s0", "a_s1", "b_s0", "b_s1"]
+    assert matched.deviations == ["2 run(s) setting model.topology.mixing (fixed) left out"]
+    # settings that change how a run is executed, not what it learns, are no deviation
+    quiet = runs_table({m: {"values": [1, 2], "overrides": {"threads": "2", "model.engine": "reference"}} for m in "ab"})
+    assert verdicts.match(c, quiet).deviations == []
+
+
+def test_a_claim_without_a_machine_rule_is_listed_as_not_decided():
+    entry = {"id": "X2", "source": "s", "claim": "c", "paper": "p", "statistic": "s", "deviations": [],
+             "experiment": "model=a seed=0-1", "rule": "prose only"}
+    found = verdicts.decide(_claim(entry, "t.yaml"), runs_table({"a": {"values": [1, 2]}}), pd.DataFrame(), pd.DataFrame())
+    assert found.verdict == "not decided" and found.claim.rule == "prose only"
+
+
+@pytest.mark.parametrize(
+    "check, message",
+    [
+        ({"compare": ["a", "b"], "statistic": "speed"}, "unknown statistic 'speed'"),
+        ({"compare": ["a", "z"], "statistic": "converged"}, "group 'z': z is no value of the experiment"),
+        ({"compare": ["a"], "statistic": "converged"}, "compare takes \\[lower, higher\\]"),
+        ({"share": "a", "statistic": "converged"}, "share takes below: or above:"),
+        ({"share": "a", "statistic": "converged", "below": "x"}, "must be numbers"),
+        ({"statistic": "converged"}, "a check needs one of compare, share, within"),
+        ({"within": "a", "statistic": "spike_interval", "if_none": "maybe"}, "if_none must be one of"),
+    ],
+)
+def test_a_malformed_check_is_refused_by_name(check, message):
+    with pytest.raises(LedgerError, match=message):
+        claim("model=a,b", check)
