@@ -152,6 +152,24 @@ def _checks(entry: dict, name: str) -> tuple[Check, ...]:
     return tuple(checks)
 
 
+FIGURE_AXES = {"x": ("sequences", "level"), "y": GENERALISATION_METRICS}
+
+
+def _figure(figure: dict | None, name: str) -> dict | None:
+    """A claim's ``figure``: title, x (sequences: validation points; level: test levels), y
+    (cost_bits or bit_errors), optional ylabel and log_y, and ``points``: the paper's
+    numbers as {group, x, y}."""
+    if figure is None:
+        return None
+    for axis, allowed in FIGURE_AXES.items():
+        if figure.get(axis, allowed[0]) not in allowed:
+            raise LedgerError(f"{name}: figure {axis}: one of {', '.join(allowed)}")
+    points = figure.get("points") or []
+    if "title" not in figure or not points or any(set(p) != {"group", "x", "y"} for p in points):
+        raise LedgerError(f"{name}: a figure needs a title and points of group, x and y")
+    return figure
+
+
 def sweep_items(value: str) -> list[str]:
     """A sweep value's items: split at commas outside brackets ("a,[1,2]" -> a, [1,2])."""
     out, depth, start = [], 0, 0
@@ -177,6 +195,7 @@ class Claim:
     not_run: str | None = None
     checks: tuple[Check, ...] = ()
     unchecked: str | None = None
+    figure: dict | None = field(default=None, compare=False)  # the paper's numbers to draw beside ours
     file: str = field(default="", compare=False)
 
     @property
@@ -228,14 +247,16 @@ def _claim(entry: dict, file: str) -> Claim:
         statistic=str(entry["statistic"]), prose_rule=entry.get("rule"),
         deviations=tuple(map(str, entry["deviations"] or ())),
         experiment=tuple(shlex.split(entry.get("experiment") or "")), command_line=entry.get("command"),
-        not_run=entry.get("not_run"), checks=_checks(entry, name), unchecked=entry.get("unchecked"), file=file,
+        not_run=entry.get("not_run"), checks=_checks(entry, name), unchecked=entry.get("unchecked"),
+        figure=_figure(entry.get("figure"), name), file=file,
     )
     values = {value for key, listed in claim.sweep.items() if key not in SIZE_KEYS for value in listed}
-    for check in claim.checks:
-        for group in check.groups:
-            unknown = [word for word in group.split() if word not in values]
-            if unknown:
-                raise LedgerError(f"{name}: group {group!r}: {', '.join(unknown)} is no value of the experiment")
+    named = [group for check in claim.checks for group in check.groups]
+    named += [str(point["group"]) for point in (claim.figure or {}).get("points", ())]
+    for group in named:
+        unknown = [word for word in group.split() if word not in values]
+        if unknown:
+            raise LedgerError(f"{name}: group {group!r}: {', '.join(unknown)} is no value of the experiment")
     return claim
 
 

@@ -32,7 +32,9 @@ def trained(tmp_path_factory):
     return folders
 
 
-def test_training_ends_with_a_trace_at_the_first_test_level(trained):
+def test_training_ends_with_a_trace_at_every_test_level(trained):
+    assert sorted(p.name for p in (trained["ntm"] / "attention").iterdir()) == ["length_2.npz", "length_6.npz"]
+    assert np.load(trained["lstm"] / "attention" / "length_6.npz")["outputs"].shape == (13, 8)
     trace = np.load(trained["ntm"] / "attention" / "length_2.npz")
     steps = 2 * 2 + 1
     assert trace["inputs"].shape == (steps, 9) and trace["targets"].shape == (steps, 8)

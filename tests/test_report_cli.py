@@ -35,14 +35,13 @@ def report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([REPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def attention_pages(sweep: Path) -> int:
-    """Traces drawn: those of the first seed of each model that has any."""
-    pages = 0
-    for model in MODELS:
-        runs = sorted(sweep.glob(f"*_{model}_copy_s*"), key=lambda p: p.name[-1])
-        traced = [len(list((run / "attention").glob("*.npz"))) for run in runs]
-        pages += next((n for n in traced if n), 0)
-    return pages
+def trace_pages(sweep: Path) -> int:
+    """Attention pages (one per model whose runs traced) and, where runs traced more than one
+    test level, the page of outputs against targets."""
+    traced = {model: [len(list((run / "attention").glob("*.npz"))) for run in sweep.glob(f"*_{model}_copy_s*")]
+              for model in MODELS}
+    attention = sum(any(counts) for counts in traced.values())
+    return attention + any(n > 1 for counts in traced.values() for n in counts)
 
 
 def pdf_text(path: Path) -> tuple[int, str]:
@@ -56,8 +55,9 @@ def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
     pdf = tmp_path / "out" / "sweep.pdf"
     pages, text = pdf_text(pdf)
     assert "Note by the report's maker: made by the end-to-end test" in text and "Wall time" in text
-    # overview, convergence, generalisation, attention traces, tables
-    assert pages == 4 + attention_pages(sweep)
+    # overview, convergence, seeds below, training loss, generalisation, traces, tables
+    assert trace_pages(sweep) == 3  # both models traced at both test levels
+    assert pages == 6 + trace_pages(sweep)
     assert "ntm-repro -m model=ntm,lstm seed=0,1" in text
     for words in ("ntm", "lstm", "copy", "0 / 2", "4 read, 0 skipped", "Every run folder was read without a caveat",
                   "neither converged: no comparison", "--window 0.1 --min-points 5 --spike-bits 1 --spike-window 50"):
@@ -78,7 +78,7 @@ def test_report_of_a_sweep_then_of_the_same_sweep_damaged(sweep, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "(1 skipped)" in result.stdout
     pages, text = pdf_text(tmp_path / "out" / "damaged.pdf")
-    assert pages == 4
+    assert pages == 6  # overview, convergence, seeds below, training loss, generalisation, tables
     for words in (
         "3 read, 1 skipped",
         "Runs skipped or read with a caveat (2)",

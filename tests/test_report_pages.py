@@ -36,11 +36,15 @@ def test_every_kind_of_page(tmp_path):
     assert pngs == [
         "01_overview_1.png",
         "02_convergence.png",
-        "03_generalisation.png",
-        "04_optimum.png",
-        "05_tables_1.png",
+        "03_seeds_below.png",
+        "04_training_loss_copy.png",
+        "05_training_loss_ngrams.png",
+        "06_training_loss_recall.png",
+        "07_generalisation.png",
+        "08_optimum.png",
+        "09_tables_1.png",
     ]
-    assert writer.pages == 5 and writer.pdf_path.stat().st_size > 0
+    assert writer.pages == 9 and writer.pdf_path.stat().st_size > 0
     summary = pd.read_csv(writer.folder / "summary.csv").set_index(["task", "label"])
     assert summary.loc[("copy", "ntm (controller=lstm)"), ["runs", "converged"]].tolist() == [2, 2]
     assert summary.loc[("copy", "ntm (controller=feedforward)"), ["runs", "converged", "final_runs"]].tolist() == [3, 0, 2]

@@ -3,6 +3,7 @@ a figure without data is not drawn at all."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -259,9 +260,26 @@ def _scored(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask[:, None], values, np.nan).T
 
 
+USED_WEIGHT = 0.01  # a location some head weights above this at some step is drawn
+
+
+def used_locations(arrays: dict[str, np.ndarray], pad: int = 2) -> tuple[int, int]:
+    """The span of locations [low, high) any head weights above USED_WEIGHT at some step,
+    padded (Graves et al. Fig. 6 shows only the locations in use); all of them without heads."""
+    weights = [arrays[k] for k in ("write_weights", "read_weights") if k in arrays and arrays[k].size]
+    if not weights:
+        return 0, 0
+    locations = weights[0].shape[-1]
+    used = np.flatnonzero(np.max([w.max(axis=(0, 1)) for w in weights], axis=0) > USED_WEIGHT)
+    if not len(used):
+        return 0, locations
+    return max(int(used[0]) - pad, 0), min(int(used[-1]) + pad + 1, locations)
+
+
 def attention_figure(path: Path, title: str) -> Figure:
     """Graves-style traces of one episode: input, target, output, each head's weighting over
-    its block's locations against time, and (an NTM's) memory after the last step."""
+    the locations in use (:func:`used_locations`) against time, and (an NTM's) memory after
+    the last step."""
     with np.load(path) as npz:
         arrays = {key: npz[key] for key in npz.files}
     mask = arrays["mask"].astype(bool)
@@ -270,9 +288,10 @@ def attention_figure(path: Path, title: str) -> Figure:
         ("target (scored steps)", _scored(arrays["targets"], mask)),
         ("output probability (scored steps)", _scored(arrays["outputs"], mask)),
     ]
+    low, high = used_locations(arrays)
     for kind in ("write", "read"):
         weights = arrays.get(f"{kind}_weights", np.zeros((0, 0, 0)))
-        rows += [(f"{kind} weighting, head {h}", weights[:, h].T) for h in range(weights.shape[1])]
+        rows += [(f"{kind} weighting, head {h}", weights[:, h, low:high].T) for h in range(weights.shape[1])]
     memory = arrays.get("memory")
     fig = plt.figure(figsize=PAGE, layout="constrained")
     grid = fig.add_gridspec(len(rows), 1 if memory is None else 2, width_ratios=None if memory is None else [4, 1],
@@ -282,7 +301,8 @@ def attention_figure(path: Path, title: str) -> Figure:
         ax = fig.add_subplot(grid[i, 0])
         weighting = " head " in name
         cmap = "viridis" if weighting else "Greys"
-        ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1)
+        extent = (-0.5, image.shape[1] - 0.5, high - 0.5, low - 0.5) if weighting else None  # true location numbers
+        ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1, extent=extent)
         weight_axes += [ax] if weighting else []
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, loc="left", fontsize=9, pad=2)
@@ -307,12 +327,18 @@ def attention_figure(path: Path, title: str) -> Figure:
     return fig
 
 
+def level_order(path: str) -> tuple[int, ...]:
+    """A trace file's level as numbers, for ordering: ``length_x_repeats_10x20.npz`` -> (10, 20)."""
+    return tuple(int(n) for n in re.findall(r"\d+", Path(path).stem.rsplit("_", 1)[-1]))
+
+
 def attention_figures(runs: pd.DataFrame) -> Pages:
-    """Every trace of the first seed with traces of each task and model."""
+    """The trace at the smallest traced level (the first test level) of the first seed with
+    traces, for each task and model."""
     with_traces = runs[runs["attention"].map(len) > 0].sort_values(["task", "label", "seed"])
     for (task, label), group in with_traces.groupby(["task", "label"], sort=False):
         run = group.iloc[0]
-        for path in run["attention"]:
-            stem = Path(path).stem
-            title = f"{task}: {label}, seed {run['seed']}, {stem.replace('_', ' ')}"
-            yield f"attention_{task}_{label}_{stem}", attention_figure(Path(path), title)
+        path = min(run["attention"], key=level_order)
+        stem = Path(path).stem
+        title = f"{task}: {label}, seed {run['seed']}, {stem.replace('_', ' ')}"
+        yield f"attention_{task}_{label}_{stem}", attention_figure(Path(path), title)

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from ntm_repro.claims import load_ledger
-from ntm_repro.report import figures, pages, stats, verdicts
+from ntm_repro.report import figures, pages, paper_figures, stats, verdicts
 from ntm_repro.report.read import Reading
 
 
@@ -62,11 +62,17 @@ def write_report(
             verdict_table["page"] = [page + 1 for page in shown.row_pages]
         for index, fig in enumerate(pages.flow(pages.overview(reading, criteria, name, paths, notes))):
             writer.page(f"overview_{index + 1}", fig)
+        overlays = paper_figures.overlay_points(found, reading.metrics, reading.generalisation)
+        level_name = figures.LEVEL_AXES.get(str(reading.runs["level_name"].iloc[0]), "test level")
         for stem, fig in [
+            *paper_figures.overlay_figures(overlays, colours, level_name),
             *figures.convergence_figures(reading.metrics, criteria.bit_errors, colours),
+            *paper_figures.holding_figures(reading.metrics, criteria.bit_errors, colours),
+            *paper_figures.training_loss_figures(reading.metrics, run_stats, colours),
             *figures.generalisation_figures(reading.generalisation, reading.runs, criteria.bit_errors, colours, converged),
             *figures.optimum_figures(reading.metrics, colours),
             *figures.attention_figures(reading.runs),
+            *paper_figures.outputs_figures(reading.runs, converged),
         ]:
             writer.page(stem, fig)
         for index, fig in enumerate(pages.flow(pages.tables(groups, pairs, criteria, reading.runs, memory))):

@@ -270,6 +270,7 @@ class Verdict:
     power: list[str]
     deviations: list[str]
     runs: int
+    tags: dict[str, tuple[str, ...]]  # the claim's runs and their values of its experiment
 
 
 def combine(verdicts: list[str]) -> str:
@@ -293,7 +294,7 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
     deviations = list(claim.deviations) + matched.deviations
     if not claim.checks:
         return Verdict(claim, NOT_DECIDED, [f"{len(matched.tags)} runs; the rule is not computed by ntm-repro yet"],
-                       [""], deviations, len(matched.tags))
+                       [""], deviations, len(matched.tags), matched.tags)
     if claim.unchecked:
         deviations.append(f"not checked by the rule: {claim.unchecked}")
     values = {check.on: statistic(check.on, run_stats, generalisation) for check in claim.checks}
@@ -303,7 +304,7 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
     power = [_power(check, outcome, values[check.on], matched.tags, family) for check, outcome in zip(claim.checks, outcomes)]
     return Verdict(
         claim, combine([o.verdict for o in outcomes]), [f"{o.verdict}: {o.ours}" for o in outcomes],
-        power, deviations, len(matched.tags),
+        power, deviations, len(matched.tags), matched.tags,
     )
 
 

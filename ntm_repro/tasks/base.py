@@ -47,9 +47,15 @@ class Task:
         return self.train_levels
 
     @property
+    def trace_levels(self) -> list[Any]:
+        """The levels whose episode is traced at the end of training (outputs against targets,
+        as in Graves et al. Figs. 4-5): every test level, or the longest trained one."""
+        return list(self.test_levels) if self.test_levels else [self.train_levels[-1]]
+
+    @property
     def trace_level(self) -> Any:
-        """The level whose attention is recorded at the end of training: the first test level."""
-        return self.test_levels[0] if self.test_levels else self.train_levels[-1]
+        """The level whose attention the report draws (Graves et al. Fig. 6): the first traced."""
+        return self.trace_levels[0]
 
     def level_label(self, level: Any) -> Any:
         """How ``level`` is written in generalisation.csv."""

@@ -223,7 +223,8 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
                 if completed[k]:
                     rows[k] = tested[k]
                     write_generalisation(run_dir, rows[k])
-                    write_attention(network, task, task.trace_level, run_dir)
+                    for level in task.trace_levels:
+                        write_attention(network, task, level, run_dir)
     except Exception as error:
         for summary, run_dir in zip(summaries, run_dirs):
             _record_failure(summary, run_dir, error, when="after training: ")

@@ -1,0 +1,202 @@
+"""Figures shaped like the papers': every seed visible. The share of seeds below the
+criterion against sequences; each run's training loss as its own panel with its loss spikes
+marked (Zhang et al. Fig. 2); targets and outputs at every traced level, model beside model
+(Graves et al. Figs. 4-5); our curves beside the numbers a ledger claim reads off a
+paper's figure (Graves et al. Figs. 3, 7, 10, 11, 13, 18)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from ntm_repro.report.figures import (
+    COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks, level_order,
+)
+
+SEEDS_PER_ROW = 10  # training-loss panels per model on a page
+SPIKE = {"marker": "v", "color": "crimson", "ms": 4, "ls": "none"}
+PAPER = {"marker": "D", "ms": 8, "mfc": "none", "mew": 1.8, "ls": "none"}
+
+
+def share_below(val: pd.DataFrame, criterion: float) -> pd.DataFrame:
+    """Per task, model (label) and validation point: the share of the model's runs below
+    ``criterion`` at that point, and the share holding below it from there to the end (the
+    runs' last logged point carried forward, so a run that stopped early still counts)."""
+    rows = []
+    for (task, label), group in val.groupby(["task", "label"], sort=False):
+        grid = np.sort(group["sequences"].unique())
+        below = np.zeros(len(grid))
+        holding = np.zeros(len(grid))
+        runs = group.sort_values("sequences").groupby("run")
+        for _, run in runs:
+            seqs, ok = run["sequences"].to_numpy(), (run["bit_errors"] < criterion).to_numpy()
+            at = np.searchsorted(seqs, grid, side="right") - 1  # the run's latest point at or before each grid point
+            known = at >= 0
+            below[known] += ok[at[known]]
+            held_from_here = np.logical_and.accumulate(ok[::-1])[::-1]
+            holding[known] += held_from_here[at[known]]
+        count = runs.ngroups
+        rows += [{"task": task, "label": label, "sequences": s, "below": b / count, "holding": h / count, "runs": count}
+                 for s, b, h in zip(grid, below, holding)]
+    return pd.DataFrame(rows)
+
+
+def holding_figures(metrics: pd.DataFrame, criterion: float, colours: dict[str, tuple]) -> Pages:
+    """The share of seeds below the criterion at each validation point (a seed that loses
+    the task drops out) and the share holding below it from there to the end."""
+    val = metrics[(metrics["split"] == "val") & metrics["bit_errors"].notna()]
+    shares = share_below(val, criterion)
+    for index, tasks in enumerate(chunks(list(dict.fromkeys(shares["task"])), TASKS_PER_PAGE)):
+        fig, axes = plt.subplots(2, len(tasks), figsize=PAGE, layout="constrained", squeeze=False, sharex="col", sharey=True)
+        for column, task in enumerate(tasks):
+            data = shares[shares["task"] == task]
+            for (label, runs), group in data.groupby(["label", "runs"], sort=False):
+                for ax, y in zip(axes[:, column], ("below", "holding")):
+                    ax.step(group["sequences"], group[y], where="post", color=colours[label], lw=1.8)
+            axes[0, column].set_title(f"{task} ({val.loc[val['task'] == task, 'run'].nunique()} runs)")
+            axes[1, column].set_xlabel(SEQUENCES)
+            axes[1, column].xaxis.set_major_formatter(THOUSANDS)
+        axes[0, 0].set_ylabel(f"share of seeds below {criterion:g} bit errors")
+        axes[1, 0].set_ylabel("share holding below it to the end")
+        for ax in axes.flat:
+            ax.set_ylim(-0.03, 1.03)
+        fig.suptitle("Seeds below the convergence criterion against sequences (top: at each validation point; "
+                     "bottom: from there on)")
+        _legend(fig, shares.loc[shares["task"].isin(tasks), "label"], colours)
+        yield _page_name("seeds_below", index), fig
+
+
+def training_loss_figures(metrics: pd.DataFrame, run_stats: pd.DataFrame, colours: dict[str, tuple]) -> Pages:
+    """Zhang et al. Fig. 2: each run's training cost (every logged point) in a panel of its
+    own, a row of seeds per model, its loss spikes marked; one page per task."""
+    train = metrics[(metrics["split"] == "train") & metrics["cost_bits"].notna()]
+    spikes = run_stats.set_index("run")["spike_sequences"]
+    for task, data in train.groupby("task", sort=False):
+        labels = list(dict.fromkeys(data.sort_values("label")["label"]))
+        seeds = sorted(data["seed"].unique())[:SEEDS_PER_ROW]
+        fig, axes = plt.subplots(len(labels), len(seeds), figsize=PAGE, layout="constrained", squeeze=False,
+                                 sharex=True, sharey=True)
+        for row, label in enumerate(labels):
+            for column, seed in enumerate(seeds):
+                ax = axes[row, column]
+                run = data[(data["label"] == label) & (data["seed"] == seed)].sort_values("sequences")
+                if run.empty:
+                    ax.set_axis_off()
+                    continue
+                ax.plot(run["sequences"], run["cost_bits"].clip(lower=1e-4), color=colours[label], lw=0.6)
+                marked = run[run["sequences"].isin(spikes.get(run["run"].iloc[0], ()))]
+                ax.plot(marked["sequences"], marked["cost_bits"].clip(lower=1e-4), **SPIKE)
+                ax.set_title(f"{label}, seed {seed}" if column == 0 else f"seed {seed}", fontsize=7, pad=2)
+                ax.tick_params(labelsize=6)
+        _log_y(axes[0, 0])
+        axes[-1, 0].xaxis.set_major_formatter(THOUSANDS)
+        axes[-1, 0].set_xlabel(SEQUENCES, fontsize=7)
+        fig.supylabel("training " + COST, fontsize=9)
+        fig.suptitle(f"{task}: each run's training loss, its loss spikes marked (cf. Zhang et al. Fig. 2)")
+        _legend(fig, data["label"], colours, [Line2D([], [], label="loss spike", **SPIKE)])
+        yield f"training_loss_{task}", fig
+
+
+def overlay_points(found: list, metrics: pd.DataFrame, generalisation: pd.DataFrame) -> list[tuple[str, dict, pd.DataFrame]]:
+    """For each verdict whose claim has a ``figure``: our points for it, each run of one of
+    the figure's groups (validation points against sequences, or test levels)."""
+    from ntm_repro.report.verdicts import members  # verdicts import the ledger; figures need it only here
+
+    overlays = []
+    for verdict in found:
+        figure = verdict.claim.figure
+        if not figure:
+            continue
+        groups = dict.fromkeys(str(point["group"]) for point in figure["points"])
+        owner = {run: group for group in groups for run in members(group, verdict.tags)}
+        y = figure.get("y", "cost_bits")
+        if figure.get("x", "sequences") == "sequences":
+            rows = metrics[(metrics["split"] == "val") & metrics["run"].isin(owner)].assign(x=lambda f: f["sequences"])
+        else:
+            rows = generalisation[generalisation["run"].isin(owner)]
+            rows = rows.assign(x=pd.to_numeric(rows["level"], errors="coerce")).dropna(subset=["x"])
+        rows = rows.assign(y=rows[y], group=rows["run"].map(owner)).dropna(subset=["y"])
+        if len(rows):
+            overlays.append((verdict.claim.id, figure, rows[["run", "label", "group", "x", "y"]]))
+    return overlays
+
+
+def overlay_figures(overlays: list[tuple[str, dict, pd.DataFrame]], colours: dict[str, tuple], level_name: str = "") -> Pages:
+    """One page per ledger claim with a ``figure``: our runs (each faint, the median bold)
+    beside the paper's numbers read off its figure (diamonds), per group of the claim.
+    ``overlays``: (claim id, its figure entry, our points with label, run, x, y and group)."""
+    for claim_id, figure, ours in overlays:
+        fig, ax = plt.subplots(figsize=PAGE, layout="constrained")
+        by_group = {}
+        for (group, label), data in ours.groupby(["group", "label"], sort=False):
+            colour = colours[label]
+            by_group[group] = colour
+            for _, run in data.groupby("run"):
+                ax.plot(run["x"], run["y"], color=colour, lw=0.7, alpha=0.3)
+            median = data.groupby("x")["y"].median()
+            ax.plot(median.index, median.to_numpy(), color=colour, lw=2)
+        for point in figure["points"]:
+            ax.plot(point["x"], point["y"], color=by_group.get(str(point["group"]), "0.3"), **PAPER)
+        sequences = figure.get("x", "sequences") == "sequences"
+        ax.set_xlabel(SEQUENCES if sequences else level_name or "test level")
+        ax.set_ylabel(figure.get("ylabel", COST))
+        if sequences:
+            ax.xaxis.set_major_formatter(THOUSANDS)
+        if figure.get("log_y", True):
+            _log_y(ax)
+        fig.suptitle(f"{claim_id}: {figure['title']}")
+        extras = [Line2D([], [], color="0.3", label="paper (read off its figure)", **PAPER),
+                  Line2D([], [], color="0.5", lw=0.7, alpha=0.5, label="one seed (ours)"),
+                  Line2D([], [], color="0.3", lw=2, label="median across seeds (ours)")]
+        _legend(fig, ours["label"], colours, extras)
+        yield f"paper_{claim_id}", fig
+
+
+MODELS_PER_PAGE = 4
+MAX_LEVELS = 6
+
+
+def _shown_run(group: pd.DataFrame, converged: set[str]) -> pd.Series:
+    """The run whose traces stand for a model: its first converged seed, else its first seed."""
+    ordered = group.sort_values("seed")
+    chosen = ordered[ordered["run"].isin(converged)]
+    return (chosen if len(chosen) else ordered).iloc[0]
+
+
+def outputs_figures(runs: pd.DataFrame, converged: set[str]) -> Pages:
+    """Graves et al. Figs. 4-5: for each task, the targets over the outputs of one seed per
+    model (its first converged one) on the scored steps of the episode traced at each test
+    level, a row per level, models side by side. Drawn where runs traced more than one level."""
+    traced = runs[runs["attention"].map(len) > 1]
+    for task, task_runs in traced.groupby("task", sort=False):
+        shown = [_shown_run(group, converged) for _, group in task_runs.groupby("label", sort=True)]
+        for index, page in enumerate(chunks(shown, MODELS_PER_PAGE)):
+            levels = sorted({Path(p).name for run in page for p in run["attention"]}, key=level_order)[:MAX_LEVELS]
+            fig = plt.figure(figsize=PAGE, layout="constrained")
+            grid = fig.add_gridspec(len(levels), len(page))
+            for column, run in enumerate(page):
+                files = {Path(p).name: p for p in run["attention"]}
+                for row, level in enumerate(levels):
+                    cell = grid[row, column].subgridspec(2, 1, hspace=0.05)
+                    if level not in files:
+                        continue
+                    with np.load(files[level]) as npz:
+                        mask = npz["mask"].astype(bool)
+                        targets, outputs = npz["targets"][mask].T, npz["outputs"][mask].T
+                    for part, (name, image) in enumerate((("target", targets), ("output", outputs))):
+                        ax = fig.add_subplot(cell[part])
+                        ax.imshow(image, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
+                        ax.set_xticks([])
+                        ax.set_yticks([])
+                        ax.grid(False)
+                        ax.set_ylabel(name, fontsize=6)
+                        if part == 0:
+                            state = "converged" if run["run"] in converged else "not converged"
+                            heading = f"{run['label']}, seed {run['seed']} ({state})\n" if row == 0 else ""
+                            ax.set_title(f"{heading}{level[:-4].replace('_', ' ')}", fontsize=7, pad=2)
+            fig.suptitle(f"{task}: targets and outputs on the scored steps at each test level (cf. Graves et al. Figs. 4-5)")
+            yield _page_name(f"outputs_{task}", index), fig

@@ -1,0 +1,69 @@
+"""The paper-shaped figures' data, worked by hand: seeds below the criterion against
+sequences, the locations a trace uses, trace levels in order, and our points beside a
+claim's numbers from the paper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntm_repro.claims import _claim
+from ntm_repro.report.figures import level_order, used_locations
+from ntm_repro.report.paper_figures import overlay_points, share_below
+from ntm_repro.report.verdicts import Verdict
+
+
+def val_rows(run: str, errors: list[float], label: str = "ntm") -> pd.DataFrame:
+    return pd.DataFrame({"task": "copy", "label": label, "run": run, "sequences": [1000 * (i + 1) for i in range(len(errors))],
+                         "bit_errors": errors})
+
+
+def test_share_below_counts_seeds_at_each_point_and_those_holding_from_there():
+    val = pd.concat([
+        val_rows("a", [5, 0, 0, 0]),  # below from 2,000 on
+        val_rows("b", [0, 5, 0, 5]),  # below at 1,000 and 3,000, never holding
+        val_rows("c", [5, 5]),  # stopped at 2,000: its last point carried forward
+    ])
+    shares = share_below(val, criterion=0.1).set_index("sequences")
+    assert shares["below"].tolist() == pytest.approx([1 / 3, 1 / 3, 2 / 3, 1 / 3])
+    assert shares["holding"].tolist() == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3])
+    assert set(shares["runs"]) == {3}
+
+
+def test_used_locations_span_the_weighted_locations_padded():
+    write = np.zeros((4, 1, 32))
+    write[:, 0, 5] = 1.0
+    read = np.zeros((4, 1, 32))
+    read[1, 0, 9] = 0.5
+    read[2, 0, 30] = 0.005  # below USED_WEIGHT: not in use
+    assert used_locations({"write_weights": write, "read_weights": read}) == (3, 12)
+    write[:, 0, 0] = 1.0
+    assert used_locations({"write_weights": write, "read_weights": read}) == (0, 12)
+    assert used_locations({"inputs": np.zeros((3, 2))}) == (0, 0)  # an LSTM: no heads
+
+
+def test_trace_levels_in_order():
+    names = ["length_120.npz", "length_20.npz", "length_10.npz"]
+    assert sorted(names, key=level_order) == ["length_10.npz", "length_20.npz", "length_120.npz"]
+    assert level_order("attention/length_x_repeats_10x20.npz") == (10, 20)
+
+
+def test_overlay_points_take_the_claims_runs_of_each_group_in_the_figure():
+    entry = {"id": "G1", "source": "s", "claim": "c", "paper": "p", "statistic": "s", "deviations": [],
+             "experiment": "experiment=a,b seed=0-1", "rule": "r",
+             "figure": {"title": "t", "points": [{"group": "a", "x": 100, "y": 4.8}, {"group": "b", "x": 100, "y": 0.1}]}}
+    claim = _claim(entry, "t.yaml")
+    tags = {"a0": ("a",), "b0": ("b",)}
+    verdict = Verdict(claim, "inconclusive", [], [], [], 2, tags)
+    metrics = pd.concat([val_rows("a0", [3, 2]), val_rows("b0", [1, 0], label="lstm"), val_rows("other", [9, 9])])
+    metrics = metrics.assign(split="val", cost_bits=metrics["bit_errors"] * 2)
+    ((claim_id, figure, ours),) = overlay_points([verdict], metrics, pd.DataFrame())
+    assert claim_id == "G1" and figure["title"] == "t"
+    assert ours.sort_values(["run", "x"])[["run", "group", "x", "y"]].values.tolist() == [
+        ["a0", "a", 1000, 6], ["a0", "a", 2000, 4], ["b0", "b", 1000, 2], ["b0", "b", 2000, 0]]
+    # at test levels instead
+    claim = _claim({**entry, "figure": {**entry["figure"], "x": "level"}}, "t.yaml")
+    levels = pd.DataFrame({"run": ["a0", "a0", "b0"], "label": "ntm", "level": ["6", "10", "6"], "cost_bits": [0.5, 2.0, 30.0]})
+    ((_, _, ours),) = overlay_points([Verdict(claim, "", [], [], [], 2, tags)], metrics, levels)
+    assert ours[["run", "x", "y"]].values.tolist() == [["a0", 6, 0.5], ["a0", 10, 2.0], ["b0", 6, 30.0]]
