@@ -43,6 +43,16 @@ STATISTICS = {
     "spike_interval": "sequences between loss spikes (each run's median)",
     "collapses": "collapses (validation errors back up after learning)",
 }
+TRACE = "trace."
+TRACE_STATISTICS = {  # from the run's attention trace at its first test level (ntm_repro/report/traces.py)
+    "write_moves_one": "share of input steps whose write (head 1's most weighted location) moves one location on",
+    "read_moves_one": "share of scored steps whose read (head 1) moves one location on",
+    "read_starts_at_write_start": "the first scored read within one location of the first write (1 yes, 0 no)",
+    "max_weight": "mean over steps and heads of the largest weight (1: perfectly sharp)",
+    "write_priority_r2": "R^2 of the write location (unwrapped) against the input's priority (priority sort)",
+}
+STATISTICS |= {TRACE + name: text for name, text in TRACE_STATISTICS.items()}
+AMONG = ("converged",)  # a share check may count only the runs that converged
 GENERALISATION = "generalisation."
 GENERALISATION_METRICS = ("cost_bits", "bit_errors")
 KINDS = ("compare", "share", "within")
@@ -85,8 +95,8 @@ class Check:
       (for ``converged``: that it converges in fewer runs); one-sided Mann-Whitney (Fisher's
       exact test for ``converged``), Holm-adjusted over the claim's comparisons.
     - share: the fraction of the group's runs whose ``on`` is below ``below`` (or above
-      ``above``): confirmed at ``confirmed_at`` or more, contradicted at ``contradicted_at``
-      or less.
+      ``above``), of the runs that converged with ``among: converged``: confirmed at
+      ``confirmed_at`` or more, contradicted at ``contradicted_at`` or less.
     - within: the median over the group's runs inside [low, high] confirmed, outside
       contradicted; ``if_none`` when no run has a value.
 
@@ -103,6 +113,7 @@ class Check:
     low: float = -math.inf
     high: float = math.inf
     if_none: str = "inconclusive"
+    among: str | None = None  # share: count only the runs that converged
 
     def describe(self) -> str:
         what = statistic_title(self.on)
@@ -113,7 +124,8 @@ class Check:
                         f"p < {ALPHA:g}")
             return f"{what}: {lower} < {higher}, one-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g}"
         if self.kind == "share":
-            return (f"{self.groups[0]}: {self.runs_meeting()} - confirmed at {self.confirmed_at:.0%} of runs or more, "
+            among = " among its converged runs" if self.among else ""
+            return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
                     f"contradicted at {self.contradicted_at:.0%} or less")
         return (f"{self.groups[0]}: the median over runs of {what} within [{self.low:g}, {self.high:g}] - confirmed; "
                 f"outside - contradicted; no run with a value - {self.if_none}")
@@ -147,7 +159,9 @@ def _checks(entry: dict, name: str) -> tuple[Check, ...]:
             fields = {key: float(raw[key]) for key in NUMBERS if key in raw}
         except (TypeError, ValueError):
             raise LedgerError(f"{name}: {', '.join(NUMBERS)} must be numbers ({raw})") from None
-        fields |= {"if_none": raw["if_none"]} if "if_none" in raw else {}
+        fields |= {key: raw[key] for key in ("if_none", "among") if key in raw}
+        if raw.get("among", AMONG[0]) not in AMONG:
+            raise LedgerError(f"{name}: among: {' or '.join(AMONG)} ({raw})")
         checks.append(Check(kind=kind, on=str(raw["statistic"]), groups=groups, **fields))
     return tuple(checks)
 

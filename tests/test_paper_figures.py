@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ntm_repro.claims import _claim
-from ntm_repro.report.figures import level_order, used_locations
+from ntm_repro.report.figures import used_locations
+from ntm_repro.report.traces import level_order, r_squared, trace_statistics
 from ntm_repro.report.paper_figures import overlay_points, share_below
 from ntm_repro.report.verdicts import Verdict
 
@@ -67,3 +68,49 @@ def test_overlay_points_take_the_claims_runs_of_each_group_in_the_figure():
     levels = pd.DataFrame({"run": ["a0", "a0", "b0"], "label": "ntm", "level": ["6", "10", "6"], "cost_bits": [0.5, 2.0, 30.0]})
     ((_, _, ours),) = overlay_points([Verdict(claim, "", [], [], [], 2, tags)], metrics, levels)
     assert ours[["run", "x", "y"]].values.tolist() == [["a0", 6, 0.5], ["a0", 10, 2.0], ["b0", 6, 30.0]]
+
+
+def one_hot(locations: list[int], size: int) -> np.ndarray:
+    weights = np.zeros((len(locations), 1, size))
+    weights[np.arange(len(locations)), 0, locations] = 1.0
+    return weights
+
+
+def test_the_copy_algorithm_read_off_a_trace(tmp_path):
+    """Length 4 on 8 locations: writes 6, 7, 0, 1 (wrapping), the delimiter, reads 6, 7, 0, 1."""
+    mask = np.array([False] * 5 + [True] * 4)
+    write = one_hot([6, 7, 0, 1, 2, 2, 2, 2, 2], 8)
+    read = one_hot([0, 0, 0, 0, 0, 6, 7, 0, 1], 8)
+    path = tmp_path / "length_4.npz"
+    np.savez(path, inputs=np.zeros((9, 10)), mask=mask, write_weights=write, read_weights=read, task="copy")
+    stats = trace_statistics(str(path))
+    assert stats["write_moves_one"] == 1.0 and stats["read_moves_one"] == 1.0
+    assert stats["read_starts_at_write_start"] == 1.0 and stats["max_weight"] == 1.0
+    assert np.isnan(stats["write_priority_r2"])  # not priority sort
+    read = one_hot([0, 0, 0, 0, 0, 3, 3, 4, 6], 8) * 0.5  # reads elsewhere, one step of three moves by one; weights 0.5
+    np.savez(path, inputs=np.zeros((9, 10)), mask=mask, write_weights=write, read_weights=read, task="copy")
+    stats = trace_statistics(str(path))
+    assert stats["read_moves_one"] == pytest.approx(1 / 3) and stats["read_starts_at_write_start"] == 0.0
+    assert stats["max_weight"] == pytest.approx(0.75)
+    np.savez(path, inputs=np.zeros((9, 10)), mask=mask, outputs=np.zeros((9, 8)), task="copy")  # an LSTM
+    assert all(np.isnan(v) for v in trace_statistics(str(path)).values())
+
+
+def test_priority_sort_writes_against_priority_unwrap_the_circle(tmp_path):
+    """Five vectors written at 30, 31, 0, 1, 2 of 32 locations by rising priority: a line once
+    the circle is cut at its largest gap (R^2 = 1); shuffled locations fit worse."""
+    priorities = np.array([-0.8, -0.4, 0.0, 0.4, 0.8])
+    inputs = np.zeros((5 + 1 + 3, 10))
+    inputs[:5, -2] = priorities
+    inputs[5, -1] = 1.0
+    mask = np.array([False] * 6 + [True] * 3)
+    path = tmp_path / "vectors_5.npz"
+
+    def r2(locations):
+        write = one_hot(locations + [0] * 4, 32)
+        np.savez(path, inputs=inputs, mask=mask, write_weights=write, read_weights=write, task="priority_sort")
+        return trace_statistics(str(path))["write_priority_r2"]
+
+    assert r2([30, 31, 0, 1, 2]) == pytest.approx(1.0)
+    assert r2([1, 31, 2, 30, 0]) == pytest.approx(r_squared(priorities, np.array([3, 1, 4, 0, 2])))
+    assert r2([1, 31, 2, 30, 0]) < 0.5

@@ -3,7 +3,6 @@ a figure without data is not drawn at all."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +18,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator, ScalarFormatter  # noqa: E402
+
+from ntm_repro.report.traces import level_order  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 TASKS_PER_PAGE = 3
@@ -325,11 +326,6 @@ def attention_figure(path: Path, title: str) -> Figure:
         fig.colorbar(shown, ax=ax, shrink=0.5, label="value")
     fig.suptitle(title)
     return fig
-
-
-def level_order(path: str) -> tuple[int, ...]:
-    """A trace file's level as numbers, for ordering: ``length_x_repeats_10x20.npz`` -> (10, 20)."""
-    return tuple(int(n) for n in re.findall(r"\d+", Path(path).stem.rsplit("_", 1)[-1]))
 
 
 def attention_figures(runs: pd.DataFrame) -> Pages:

@@ -14,8 +14,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ntm_repro.report.figures import (
-    COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks, level_order,
+    COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks,
 )
+from ntm_repro.report.traces import level_order
 
 SEEDS_PER_ROW = 10  # training-loss panels per model on a page
 SPIKE = {"marker": "v", "color": "crimson", "ms": 4, "ls": "none"}

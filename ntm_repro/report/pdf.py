@@ -11,7 +11,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from ntm_repro.claims import load_ledger
-from ntm_repro.report import figures, pages, paper_figures, stats, verdicts
+from ntm_repro.report import figures, pages, paper_figures, stats, traces, verdicts
 from ntm_repro.report.read import Reading
 
 
@@ -45,7 +45,9 @@ def write_report(
 ) -> ReportWriter:
     """Compute the statistics and write every page; returns the writer (paths, page count)."""
     figures.use_report_style()
-    run_stats = stats.per_run(reading.runs, reading.metrics, criteria)
+    run_stats = stats.per_run(reading.runs, reading.metrics, criteria).merge(
+        traces.per_run_traces(reading.runs), on="run", how="left"
+    )
     groups = stats.per_group(run_stats)
     pairs = stats.comparisons(run_stats, seed=criteria.seed)
     converged = set(run_stats.loc[run_stats["converged"], "run"])

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import ALPHA, GENERALISATION, SIZE_KEYS, Check, Claim, statistic_title
+from ntm_repro.claims import ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, statistic_title
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
 
@@ -99,6 +99,8 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
 def statistic(name: str, run_stats: pd.DataFrame, generalisation: pd.DataFrame) -> pd.Series:
     """Each run's value of a check's statistic (run -> float; converged as 0/1; a run that
     never converged or reached inf; a run without the value NaN)."""
+    if name not in run_stats and name.startswith(TRACE):  # no run of the report has a trace
+        return pd.Series(np.nan, index=run_stats["run"])
     if name.startswith(GENERALISATION):
         metric, level = name[len(GENERALISATION):].split("@", 1)
         rows = generalisation[generalisation["level"].astype(str) == level] if len(generalisation) else generalisation
@@ -209,7 +211,7 @@ def _share(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) ->
     group = check.groups[0]
     runs = values.reindex(members(group, tags))
     if not len(runs):
-        return Outcome(NOT_RUN, f"{group}: no runs")
+        return Outcome(NOT_RUN, f"{group}: no {'converged ' if check.among else ''}runs")
     meets = runs < check.below if check.below is not None else runs > check.above  # NaN never meets
     k, n = int(meets.sum()), len(runs)
     low, high = _wilson(k, n)
@@ -298,10 +300,14 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
     if claim.unchecked:
         deviations.append(f"not checked by the rule: {claim.unchecked}")
     values = {check.on: statistic(check.on, run_stats, generalisation) for check in claim.checks}
-    outcomes = [DECIDE[check.kind](check, values[check.on], matched.tags) for check in claim.checks]
+    converged = statistic("converged", run_stats, generalisation) if any(c.among for c in claim.checks) else None
+    counted = [{run: tags for run, tags in matched.tags.items() if not check.among or converged.get(run) == 1}
+               for check in claim.checks]  # each check's runs: all, or the converged ones
+    outcomes = [DECIDE[check.kind](check, values[check.on], runs) for check, runs in zip(claim.checks, counted)]
     _settle_comparisons(outcomes, claim.checks)
     family = sum(check.kind == "compare" for check in claim.checks)
-    power = [_power(check, outcome, values[check.on], matched.tags, family) for check, outcome in zip(claim.checks, outcomes)]
+    power = [_power(check, outcome, values[check.on], runs, family)
+             for check, outcome, runs in zip(claim.checks, outcomes, counted)]
     return Verdict(
         claim, combine([o.verdict for o in outcomes]), [f"{o.verdict}: {o.ours}" for o in outcomes],
         power, deviations, len(matched.tags), matched.tags,

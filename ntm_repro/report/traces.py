@@ -1,0 +1,78 @@
+"""What a run's attention trace (the episode traced at its first test level) says about the
+algorithm it learned: Graves et al.'s copy algorithm (Fig. 6: writes move one location per
+step, reads start where writes started and move the same way, weightings sharp) and
+priority sort's writes placed by priority (Fig. 17)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ntm_repro.claims import TRACE, TRACE_STATISTICS
+
+
+def level_order(path: str) -> tuple[int, ...]:
+    """A trace file's level as numbers, for ordering: ``length_x_repeats_10x20.npz`` -> (10, 20)."""
+    return tuple(int(n) for n in re.findall(r"\d+", Path(path).stem.rsplit("_", 1)[-1]))
+
+
+def _moves_one(locations: np.ndarray, size: int) -> float:
+    """The share of steps that move exactly one location on, in the steps' majority direction
+    (circular memory of ``size`` locations); NaN with fewer than two steps."""
+    if len(locations) < 2:
+        return math.nan
+    steps = (np.diff(locations) + size) % size
+    return float(max(np.mean(steps == 1), np.mean(steps == size - 1)))
+
+
+def _unwrap(locations: np.ndarray, size: int) -> np.ndarray:
+    """Locations on a circle laid out on a line cut at the largest gap between used ones."""
+    used = np.unique(locations)
+    gaps = np.diff(np.concatenate([used, [used[0] + size]]))
+    start = used[(int(np.argmax(gaps)) + 1) % len(used)]
+    return (locations - start) % size
+
+
+def r_squared(x: np.ndarray, y: np.ndarray) -> float:
+    """R^2 of the least-squares line of ``y`` on ``x`` (NaN if either is constant)."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1] ** 2)
+
+
+def trace_statistics(path: str) -> dict[str, float]:
+    """The trace statistics of one ``attention/*.npz``; NaN where the trace has no heads (an
+    LSTM) or the statistic does not apply (priorities outside priority sort)."""
+    with np.load(path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    result = dict.fromkeys(TRACE_STATISTICS, math.nan)
+    if "write_weights" not in arrays or not arrays["write_weights"].size:
+        return result
+    write, read, mask = arrays["write_weights"], arrays["read_weights"], arrays["mask"].astype(bool)
+    size = write.shape[-1]
+    scored = np.flatnonzero(mask)
+    first = int(scored[0]) if len(scored) else len(mask)
+    inputs = np.arange(max(first - 1, 0))  # the steps before the delimiter that precedes the scored ones
+    writes, reads = write[:, 0].argmax(-1), read[:, 0].argmax(-1)
+    result["write_moves_one"] = _moves_one(writes[inputs], size)
+    result["read_moves_one"] = _moves_one(reads[scored], size)
+    if len(inputs) and len(scored):
+        distance = abs(int(reads[scored[0]]) - int(writes[inputs[0]])) % size
+        result["read_starts_at_write_start"] = float(min(distance, size - distance) <= 1)
+    result["max_weight"] = float(np.concatenate([write.max(-1).ravel(), read.max(-1).ravel()]).mean())
+    if str(arrays.get("task")) == "priority_sort" and len(inputs) > 2:
+        priority = arrays["inputs"][inputs, -2]  # the priority channel, before the delimiter's
+        result["write_priority_r2"] = r_squared(priority, _unwrap(writes[inputs], size).astype(float))
+    return result
+
+
+def per_run_traces(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with traces: the statistics of its first traced level's episode, as
+    columns ``trace.<statistic>``."""
+    rows = [{"run": run.run, **{TRACE + k: v for k, v in trace_statistics(min(run.attention, key=level_order)).items()}}
+            for run in runs.itertuples() if len(run.attention)]
+    return pd.DataFrame(rows, columns=["run", *(TRACE + name for name in TRACE_STATISTICS)])
