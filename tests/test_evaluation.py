@@ -55,6 +55,8 @@ def test_eval_reproduces_the_end_of_training_and_adds_levels(trained):
     assert result.returncode == 0, result.stderr
     after = rows(run)
     assert set(after) == {"2", "6", "9"}
+    # copy's scored steps are the length, each 8 target bits
+    assert [float(after[level]["scored_bits"]) for level in ("2", "6", "9")] == [16, 48, 72]
     # the checkpoint's model on the same held-out episodes gives the same figures
     assert float(after["2"]["cost_bits"]) == pytest.approx(float(before["2"]["cost_bits"]), rel=1e-6)
     assert after["6"] == before["6"]  # rows at other levels are kept as they were

@@ -191,14 +191,19 @@ def generalisation_figures(
     generalisation: pd.DataFrame, runs: pd.DataFrame, criterion: float, colours: dict[str, tuple],
     converged: set[str],
 ) -> Pages:
-    """Cost and bit errors against test length or item count: mean and 95% bootstrap
+    """Cost, bit errors and (where generalisation.csv records the target bits scored) bit
+    errors per target bit against test length or item count: mean and 95% bootstrap
     interval across the ``converged`` runs, every other run a thin dashed line of its own,
     the training range shaded."""
     generalisation = generalisation.dropna(subset=["cost_bits", "bit_errors"], how="all")
     generalisation = generalisation.assign(converged=generalisation["run"].isin(converged))
+    panels = ["cost_bits", "bit_errors"]
+    if "scored_bits" in generalisation and generalisation["scored_bits"].notna().any():  # runs from before it: no such row
+        generalisation["bit_error_rate"] = generalisation["bit_errors"] / generalisation["scored_bits"]
+        panels.append("bit_error_rate")
     tasks = list(dict.fromkeys(generalisation["task"]))
     for index, page_tasks in enumerate(chunks(tasks, TASKS_PER_PAGE)):
-        fig, axes = plt.subplots(2, len(page_tasks), figsize=PAGE, layout="constrained", squeeze=False)
+        fig, axes = plt.subplots(len(panels), len(page_tasks), figsize=PAGE, layout="constrained", squeeze=False)
         has_optimum = False
         for column, task in enumerate(page_tasks):
             data = generalisation[generalisation["task"] == task].copy()
@@ -206,7 +211,7 @@ def generalisation_figures(
             task_runs = runs[runs["task"] == task]
             level_name = task_runs["level_name"].iloc[0]
             span = _training_range(task_runs, level_name, data, numeric)
-            for ax, y in zip(axes[:, column], ("cost_bits", "bit_errors")):
+            for ax, y in zip(axes[:, column], panels):
                 if span:
                     ax.axvspan(*span, color=TRAINING_RANGE, zorder=0, lw=0)
                 _generalisation_panel(ax, data, y, colours)
@@ -220,6 +225,9 @@ def generalisation_figures(
             counts = data.drop_duplicates("run")["converged"]
             axes[0, column].set_title(f"{task} ({len(counts)} runs, {int(counts.sum())} converged)")
             _bit_error_axis(axes[1, column], criterion)
+            if len(panels) > 2:
+                axes[2, column].set_ylabel("bit errors per target bit")
+                axes[2, column].set_ylim(bottom=0)
         on_page = generalisation[generalisation["task"].isin(page_tasks)]
         extras = [
             Patch(color=TRAINING_RANGE, label="training range"),

@@ -28,12 +28,15 @@ TEST_SALT = 1
 
 def generalisation_rows(model: Population, task: Task, levels: Sequence[Any], per_level: int) -> list[list[dict[str, Any]]]:
     """Each seed's cost and bit errors at every level of ``levels``, on fixed held-out
-    episodes (the same for every seed): one list of rows per seed of the population."""
+    episodes (the same for every seed), with the target bits scored per sequence (bit errors
+    over them: the per-bit error): one list of rows per seed of the population."""
     rows: list[list[dict[str, Any]]] = [[] for _ in range(model.seeds)]
     for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
         in_range = level in task.train_levels
+        scored = float(episode.mask.sum()) * episode.targets.shape[-1] / episode.mask.shape[0]  # target bits per sequence
         for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics)):
-            seed_rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level, **metrics})
+            seed_rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level,
+                              "scored_bits": scored, **metrics})
     return rows
 
 
