@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from ntm_repro.report.figures import (
     COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks,
 )
-from ntm_repro.report.traces import level_order
+from ntm_repro.report.traces import level_order, priority_writes, r_squared
 
 SEEDS_PER_ROW = 10  # training-loss panels per model on a page
 SPIKE = {"marker": "v", "color": "crimson", "ms": 4, "ls": "none"}
@@ -201,3 +201,32 @@ def outputs_figures(runs: pd.DataFrame, converged: set[str]) -> Pages:
                             ax.set_title(f"{heading}{level[:-4].replace('_', ' ')}", fontsize=7, pad=2)
             fig.suptitle(f"{task}: targets and outputs on the scored steps at each test level (cf. Graves et al. Figs. 4-5)")
             yield _page_name(f"outputs_{task}", index), fig
+
+
+def priority_figures(runs: pd.DataFrame, converged: set[str], colours: dict[str, tuple]) -> Pages:
+    """Graves et al. Fig. 17: where each model (its first converged seed, else its first)
+    writes each input vector of its traced priority-sort episode, against the vector's
+    priority, with the least-squares line and its R^2."""
+    traced = runs[(runs["task"] == "priority_sort") & (runs["attention"].map(len) > 0)]
+    shown = []
+    for _, group in traced.groupby("label", sort=True):
+        run = _shown_run(group, converged)
+        with np.load(min(run["attention"], key=level_order)) as npz:
+            points = priority_writes({key: npz[key] for key in npz.files})
+        if points is not None:
+            shown.append((run, points))
+    if not shown:
+        return
+    fig, axes = plt.subplots(1, len(shown), figsize=PAGE, layout="constrained", squeeze=False, sharey=True)
+    for ax, (run, (priority, location)) in zip(axes[0], shown):
+        ax.plot(priority, location, "o", color=colours[run["label"]], ms=6)
+        slope, intercept = np.polyfit(priority, location, 1)
+        line = np.array([priority.min(), priority.max()])
+        ax.plot(line, slope * line + intercept, color="0.3", lw=1)
+        state = "converged" if run["run"] in converged else "not converged"
+        fit = r_squared(priority, location)
+        ax.set_title(f"{run['label']}, seed {run['seed']} ({state}): R^2 {'-' if np.isnan(fit) else f'{fit:.2f}'}", fontsize=9)
+        ax.set_xlabel("priority of the input vector")
+    axes[0, 0].set_ylabel("write location (head 1's most weighted, from the first used)")
+    fig.suptitle("priority_sort: write location against priority (cf. Graves et al. Fig. 17)")
+    yield "priority_writes", fig

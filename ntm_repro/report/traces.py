@@ -29,7 +29,7 @@ def _moves_one(locations: np.ndarray, size: int) -> float:
     return float(max(np.mean(steps == 1), np.mean(steps == size - 1)))
 
 
-def _unwrap(locations: np.ndarray, size: int) -> np.ndarray:
+def unwrap(locations: np.ndarray, size: int) -> np.ndarray:
     """Locations on a circle laid out on a line cut at the largest gap between used ones."""
     used = np.unique(locations)
     gaps = np.diff(np.concatenate([used, [used[0] + size]]))
@@ -64,10 +64,24 @@ def trace_statistics(path: str) -> dict[str, float]:
         distance = abs(int(reads[scored[0]]) - int(writes[inputs[0]])) % size
         result["read_starts_at_write_start"] = float(min(distance, size - distance) <= 1)
     result["max_weight"] = float(np.concatenate([write.max(-1).ravel(), read.max(-1).ravel()]).mean())
-    if str(arrays.get("task")) == "priority_sort" and len(inputs) > 2:
-        priority = arrays["inputs"][inputs, -2]  # the priority channel, before the delimiter's
-        result["write_priority_r2"] = r_squared(priority, _unwrap(writes[inputs], size).astype(float))
+    writes_by_priority = priority_writes(arrays)
+    if writes_by_priority is not None:
+        result["write_priority_r2"] = r_squared(*writes_by_priority)
     return result
+
+
+def priority_writes(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Priority sort (Graves et al. Fig. 17): each input vector's priority and the location
+    head 1 writes it to (its most weighted, the circle unwrapped); None for other tasks."""
+    if str(arrays.get("task")) != "priority_sort" or "write_weights" not in arrays:
+        return None
+    mask = arrays["mask"].astype(bool)
+    inputs = np.arange(max(int(np.argmax(mask)) - 1, 0)) if mask.any() else np.arange(0)
+    if len(inputs) < 3:
+        return None
+    write = arrays["write_weights"]
+    priority = arrays["inputs"][inputs, -2]  # the priority channel, before the delimiter's
+    return priority, unwrap(write[inputs, 0].argmax(-1), write.shape[-1]).astype(float)
 
 
 def per_run_traces(runs: pd.DataFrame) -> pd.DataFrame:
