@@ -49,7 +49,7 @@ def test_compare_confirms_contradicts_or_is_inconclusive():
     fast, slow = [100, 200, 300, 400, 500], [600, 700, 800, 900, 1000]
     found = decide(c, runs_table({"a": {"values": fast}, "b": {"values": slow}}), "sequences_to_converge")
     assert found.verdict == "confirmed"
-    assert f"one-sided p {1 / 252:.3g}" in found.ours[0] and "a median 300 (n=5) vs b 800 (n=5)" in found.ours[0]
+    assert f"one-sided p {1 / 252:.3g}" in found.ours[0] and "a median 300 (n=5, 5 got there) vs b 800 (n=5, 5 got there)" in found.ours[0]
     found = decide(c, runs_table({"a": {"values": slow}, "b": {"values": fast}}), "sequences_to_converge")
     assert found.verdict == "contradicted"
     mixed = decide(c, runs_table({"a": {"values": [100, 600, 300, 900, 500]}, "b": {"values": [200, 700, 800, 400, 1000]}}),
@@ -61,7 +61,7 @@ def test_a_run_that_never_converged_ranks_last():
     c = claim("model=a,b", SEQUENCES)
     never = [math.nan] * 5  # per_run's sequences_to_converge of runs that did not converge
     found = decide(c, runs_table({"a": {"values": [1, 2, 3, 4, 5]}, "b": {"values": never}}), "sequences_to_converge")
-    assert found.verdict == "confirmed" and "b never (n=5)" in found.ours[0]
+    assert found.verdict == "confirmed" and "b never (n=5, 0 got there)" in found.ours[0]
     neither = decide(c, runs_table({"a": {"values": never}, "b": {"values": never}}), "sequences_to_converge")
     assert neither.verdict == "inconclusive" and "neither ever got there" in neither.ours[0]
 

@@ -16,7 +16,7 @@ from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
 
 NEVER = ("sequences_to_converge", "first_reached")  # missing means never: counted as inf
-PRESET = "experiment"  # a claim that names no preset is run without one
+PRESET, NO_PRESET = "experiment", "none"  # a claim that names no preset is run without one
 NOT_RUN = "not run"
 NOT_DECIDED = "not decided"  # runs exist but the claim's rule is prose only
 
@@ -53,11 +53,12 @@ class Matched:
 
 def match(claim: Claim, runs: pd.DataFrame) -> Matched:
     """The runs of ``claim``'s experiment: each of its overrides (seed and train.sequences
-    aside) has one of the listed values, and no preset unless it names one. A science override the experiment does not name
-    is a deviation when every matching run sets it alike; otherwise the runs setting it are
-    left out (an ablation beside the experiment's own runs), saying so."""
+    aside) has one of the listed values, and no preset unless it names one. A science
+    override the experiment does not name is a deviation when every matching run sets it
+    alike; otherwise the runs setting it are left out (an ablation beside the experiment's
+    own runs), saying so. Budgets and seeds short of the ledger's are deviations too."""
     sweep = {key: values for key, values in claim.sweep.items() if key not in SIZE_KEYS}
-    sweep.setdefault(PRESET, ("none",))
+    sweep.setdefault(PRESET, (NO_PRESET,))
     tags: dict[str, tuple[str, ...]] = {}
     chosen = []
     for index, run in runs.iterrows():
@@ -69,7 +70,9 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
             tags[run["run"]] = tuple(found)
             chosen.append(index)
     matched = runs.loc[chosen]
-    deviations = []
+    deviations: list[str] = []
+    if matched.empty:
+        return Matched(tags=tags, deviations=deviations)
     extra = sorted({key for overrides in matched["overrides"] for key in overrides
                     if key not in sweep and key not in SIZE_KEYS and is_science(key)})
     for key in extra:
@@ -78,7 +81,8 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
         if len(setting) == len(matched) and len(values) == 1:
             deviations.append(f"every run sets {key}={values[0]}")
             continue
-        deviations.append(f"{len(setting)} run(s) setting {key} ({', '.join(sorted(set(setting['overrides'].map(lambda o: o[key]))))}) left out")
+        set_to = ", ".join(sorted({overrides[key] for overrides in setting["overrides"]}))
+        deviations.append(f"{len(setting)} run(s) setting {key} ({set_to}) left out")
         matched = matched.drop(setting.index)
         for name in setting["run"]:
             tags.pop(name, None)
@@ -89,8 +93,8 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
     elif ledger_budget is None and any("train.sequences" in overrides for overrides in matched["overrides"]):
         deviations.append(f"budget {budgets} sequences, set on the command line (the ledger keeps the preset's)")
     if claim.seeds:
-        counts = pd.Series(list(tags.values())).value_counts() if tags else pd.Series(dtype=int)
-        short = [f"{' '.join(v for v in group if v != 'none')}: {n}" for group, n in counts.items() if n < claim.seeds]
+        counts = pd.Series(list(tags.values())).value_counts()
+        short = [f"{' '.join(v for v in group if v != NO_PRESET)}: {n}" for group, n in counts.items() if n < claim.seeds]
         if short:
             deviations.append(f"runs per configuration below the ledger's {claim.seeds} seeds ({'; '.join(short)})")
     return Matched(tags=tags, deviations=deviations)
@@ -198,7 +202,11 @@ def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) 
         ours = f"{lower} {int(x.sum())}/{len(x)} vs {higher} {int(y.sum())}/{len(y)} converged"
         return Outcome("", ours, p_claim=fisher_greater(int(y.sum()), len(y), int(x.sum()), len(x)),
                        p_opposite=fisher_greater(int(x.sum()), len(x), int(y.sum()), len(y)))
-    ours = f"{lower} median {_number(np.median(x))} (n={len(x)}) vs {higher} {_number(np.median(y))} (n={len(y)})"
+    def counted(values: np.ndarray) -> str:
+        reached = f", {int(np.isfinite(values).sum())} got there" if check.on in NEVER else ""
+        return f"(n={len(values)}{reached})"
+
+    ours = f"{lower} median {_number(np.median(x))} {counted(x)} vs {higher} {_number(np.median(y))} {counted(y)}"
     if not (np.isfinite(x).any() or np.isfinite(y).any()):
         return Outcome("inconclusive", ours + ": neither ever got there", power="no run of either to compare")
     difference, low, high = bootstrap_median_difference(x, y)
