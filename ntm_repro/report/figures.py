@@ -175,14 +175,15 @@ def _per_seed_lines(ax: plt.Axes, data: pd.DataFrame, y: str, colours: dict[str,
 
 
 def _generalisation_panel(ax: plt.Axes, data: pd.DataFrame, y: str, colours: dict[str, tuple]) -> None:
-    """Mean and 95% bootstrap interval over the converged runs per model; every other run
+    """Median and interquartile range over the converged runs per model (outcomes are often
+    bimodal: a mean would sit between the modes); every other run
     its own thin dashed line (a model with no converged run: only those)."""
     data = data[np.isfinite(data[y].astype(float))]
     converged = data[data["converged"]]
     if len(converged):
         sns.lineplot(
-            data=converged, x="x", y=y, hue="label", palette=colours, estimator="mean", errorbar=("ci", 95),
-            n_boot=1000, seed=0, marker="o", legend=False, ax=ax,
+            data=converged, x="x", y=y, hue="label", palette=colours, estimator="median", errorbar=("pi", 50),
+            marker="o", legend=False, ax=ax,
         )
     _per_seed_lines(ax, data[~data["converged"]], y, colours)
 
@@ -192,8 +193,8 @@ def generalisation_figures(
     converged: set[str],
 ) -> Pages:
     """Cost, bit errors and (where generalisation.csv records the target bits scored) bit
-    errors per target bit against test length or item count: mean and 95% bootstrap
-    interval across the ``converged`` runs, every other run a thin dashed line of its own,
+    errors per target bit against test length or item count: median and interquartile range
+    across the ``converged`` runs, every other run a thin dashed line of its own,
     the training range shaded."""
     generalisation = generalisation.dropna(subset=["cost_bits", "bit_errors"], how="all")
     generalisation = generalisation.assign(converged=generalisation["run"].isin(converged))
@@ -231,14 +232,14 @@ def generalisation_figures(
         on_page = generalisation[generalisation["task"].isin(page_tasks)]
         extras = [
             Patch(color=TRAINING_RANGE, label="training range"),
-            Patch(color="0.6", alpha=0.4, label="95% bootstrap interval across converged seeds"),
+            Patch(color="0.6", alpha=0.4, label="interquartile range across converged seeds"),
         ]
         if not on_page["converged"].all():
             key = UNCONVERGED | {"alpha": 0.8}
             extras.append(Line2D([], [], color="0.4", **key, label="one run that did not converge"))
         if has_optimum:
             extras.append(Line2D([], [], color="k", ls="--", lw=1.2, label="optimal estimator"))
-        fig.suptitle("Generalisation: test cost and bit errors beyond the training range (mean across converged seeds)")
+        fig.suptitle("Generalisation: test cost and bit errors beyond the training range (median across converged seeds)")
         _legend(fig, on_page["label"], colours, extras)
         yield _page_name("generalisation", index), fig
 
