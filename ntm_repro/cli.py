@@ -81,6 +81,11 @@ def register_launcher() -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    if argv == ["--version"]:  # the project's version, not Hydra's
+        from ntm_repro import __version__
+
+        print(f"ntm-repro {__version__}")
+        return
     os.environ[COMMAND_ENV] = json.dumps(["ntm-repro", *argv])  # for each run's provenance.jsonl, in every process
     register_launcher()
     try:

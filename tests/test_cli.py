@@ -196,3 +196,11 @@ def test_a_range_on_a_key_not_declared_for_ranges_is_one_value_not_a_sweep(tmp_p
     assert result.returncode == 1
     assert len(list((tmp_path / "sweep").glob("*/summary.json"))) == 1  # one job, not 1,001
     assert "ntm-repro: error: train.sequences='1000-2000': must be a positive integer" in result.stderr
+
+
+def test_version_is_the_projects_and_python_dash_m_is_the_command():
+    from ntm_repro import __version__
+
+    for command in ([NTM_REPRO, "--version"], [sys.executable, "-m", "ntm_repro", "--version"]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and result.stdout == f"ntm-repro {__version__}\n", result.stderr

@@ -1,0 +1,5 @@
+"""``python -m ntm_repro``: the same as the ``ntm-repro`` command."""
+
+from ntm_repro.cli import main
+
+main()
