@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", nargs="+", type=int, default=[1])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--engine", nargs="+", choices=["reference", "fused"], default=["fused"], help="NTM engines to time (model.engine), e.g. reference fused")
+    parser.add_argument("--engine", nargs="+", choices=["reference", "fused"], default=["fused"],
+                        help="NTM engines to time (model.engine), e.g. reference fused")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per configuration")
     parser.add_argument("--compile", action="store_true", help="torch.compile the NTM's time step (NTM models only)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="seeds trained as one batch, e.g. 1 5 (rates count every seed's sequences)")

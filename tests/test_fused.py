@@ -128,7 +128,8 @@ def test_without_numba_the_model_falls_back_to_the_reference_in_one_line():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "fused ['reference', 'reference']"
     lines = [line for line in done.stderr.splitlines() if "model.engine=fused" in line]
-    assert lines == ["ntm-repro: model.engine=fused is unavailable here (ModuleNotFoundError: import of numba halted; None in sys.modules); using the reference engine"]
+    assert lines == ["ntm-repro: model.engine=fused is unavailable here (ModuleNotFoundError: import of numba halted; "
+                     "None in sys.modules); using the reference engine"]
 
 
 def test_batches_the_loops_cannot_take_run_on_the_reference(compose_cfg):

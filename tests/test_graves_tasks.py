@@ -55,7 +55,8 @@ def test_ngram_runs_log_the_optimal_cost_beside_the_models(compose_cfg, tmp_path
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["task=recall", "task.max_items=30", "++model.memory.locations=24"], "task.max_items: training episodes store up to 30 items but model.memory.locations=24"),
+        (["task=recall", "task.max_items=30", "++model.memory.locations=24"],
+         "task.max_items: training episodes store up to 30 items but model.memory.locations=24"),
         (["task=priority_sort", "++model.memory.locations=16"], "task.max_vectors: training episodes store up to 20 items"),
     ],
 )

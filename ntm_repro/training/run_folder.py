@@ -106,7 +106,8 @@ def acquire_lock(run_dir: Path) -> str | None:
             if holder and _alive(holder):
                 raise _busy(run_dir, holder) from None
             path.unlink(missing_ok=True)
-            note = f"{run_dir}: took over the stale lock of pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')}; that process is gone)"
+            note = (f"{run_dir}: took over the stale lock of pid {holder.get('pid')} on {holder.get('host')} "
+                    f"(since {holder.get('started')}; that process is gone)")
             continue
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}))
