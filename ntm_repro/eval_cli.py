@@ -3,9 +3,12 @@ folder's ``config.yaml`` and ``last.ckpt``.
 
     ntm-repro-eval multirun/<sweep>/0_ntm_copy_s0 --levels 10 20 40 80 --trace 10 40
     ntm-repro-eval multirun/<sweep>/*                # the config's test levels again
+    ntm-repro-eval multirun/<sweep>/* --along        # every checkpoint kept along the run
 
 Rows of generalisation.csv at the given levels are replaced (others kept); traces go to
-``attention/<level name>_<level>.npz``. Levels are lengths or item counts, or
+``attention/<level name>_<level>.npz``. With ``--along``, each checkpoint the run kept
+(``train.keep_checkpoints``) is evaluated at the levels instead, into
+``generalisation_along.csv`` (a row per checkpoint and level, ``sequences_trained`` first). Levels are lengths or item counts, or
 ``LENGTHxREPEATS`` for repeat copy.
 """
 
@@ -33,6 +36,25 @@ def checked_levels(texts: list[str], task: Task) -> list[Any]:
     return levels
 
 
+def evaluate_along(run_dir: Path, levels: list[str] | None, sequences: int | None) -> str:
+    """Every kept checkpoint of the run at the test levels, into generalisation_along.csv."""
+    from ntm_repro.models.population import Population
+    from ntm_repro.training.evaluation import generalisation_rows, kept_checkpoints, load_trained
+    from ntm_repro.training.run_folder import ALONG, KEPT, write_generalisation
+
+    kept = kept_checkpoints(run_dir)
+    if not kept:
+        raise ConfigError(f"{run_dir}: no checkpoints kept in {KEPT}/ (train with train.keep_checkpoints=N)")
+    rows = []
+    for trained, path in kept:
+        cfg, task, model = load_trained(run_dir, checkpoint=path)
+        test_levels = checked_levels(levels, task) if levels else task.test_levels
+        (found,) = generalisation_rows(Population([model]), task, test_levels, sequences or int(cfg.train.test_batch_size))
+        rows += [{"sequences_trained": trained, **row} for row in found]
+    write_generalisation(run_dir, rows, ALONG)
+    return f"{run_dir}: {len(kept)} kept checkpoints evaluated into {ALONG}"
+
+
 def evaluate_run(run_dir: Path, levels: list[str] | None, traces: list[str] | None, sequences: int | None) -> str:
     from ntm_repro.models.population import Population
     from ntm_repro.training.evaluation import generalisation_rows, load_trained, merge_generalisation, write_attention
@@ -56,13 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", nargs="+", help="test levels (default: the config's test levels)")
     parser.add_argument("--trace", nargs="+", help="levels to record attention at (default: the first test level)")
     parser.add_argument("--sequences", type=int, help="held-out sequences per level (default: train.test_batch_size)")
+    parser.add_argument("--along", action="store_true",
+                        help="evaluate every checkpoint kept along the run instead (into generalisation_along.csv)")
     args = parser.parse_args(argv)
     if args.sequences is not None and args.sequences < 1:
         parser.error(f"--sequences {args.sequences}: give a positive number")
+    if args.along and args.trace:
+        parser.error("--along evaluates kept checkpoints; --trace records the last one's attention: give one of them")
     failures = 0
     for run_dir in args.runs:
         try:
-            print(evaluate_run(run_dir, args.levels, args.trace, args.sequences), file=sys.stderr)
+            done = (evaluate_along(run_dir, args.levels, args.sequences) if args.along
+                    else evaluate_run(run_dir, args.levels, args.trace, args.sequences))
+            print(done, file=sys.stderr)
         except ConfigError as error:
             print(f"ntm-repro-eval: error: {error}", file=sys.stderr)
             failures += 1

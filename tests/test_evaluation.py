@@ -83,3 +83,37 @@ def test_eval_of_a_folder_without_checkpoint_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "last.ckpt is missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoints_kept_along_the_run_evaluate_into_generalisation_along(tmp_path, capsys):
+    """train.keep_checkpoints=32 with TINY (96 sequences, batch 8) keeps the model at 32, 64
+    and 96 sequences; the last of them is the trained model, so its rows equal the
+    end-of-training generalisation.csv on the same held-out episodes."""
+    from hydra import compose, initialize_config_module
+
+    from conftest import TINY
+
+    with initialize_config_module(config_module="ntm_repro.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, "train.keep_checkpoints=32"])
+    assert train(cfg, tmp_path)["status"] == "completed"
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["sequences_32.ckpt", "sequences_64.ckpt", "sequences_96.ckpt"]
+    assert main([str(tmp_path), "--along"]) == 0
+    with open(tmp_path / "generalisation_along.csv") as f:
+        along = list(csv.DictReader(f))
+    assert [(row["sequences_trained"], row["level"]) for row in along] == [
+        (n, level) for n in ("32", "64", "96") for level in ("2", "6")]
+    final = rows(tmp_path)
+    for row in along[-2:]:
+        assert float(row["cost_bits"]) == pytest.approx(float(final[row["level"]]["cost_bits"]), rel=1e-6)
+    assert along[0]["cost_bits"] != along[-2]["cost_bits"]  # the model at 32 sequences is another model
+    with pytest.raises(SystemExit):  # argparse: --along and --trace are one or the other
+        main([str(tmp_path), "--along", "--trace", "2"])
+    assert "give one of them" in capsys.readouterr().err
+
+
+def test_along_without_kept_checkpoints_is_one_line(trained, capsys):
+    assert main([str(trained["lstm"]), "--along"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoints kept in checkpoints/ (train with train.keep_checkpoints=N)" in err
+    assert len(err.strip().splitlines()) == 1

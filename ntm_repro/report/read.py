@@ -30,7 +30,10 @@ IDENTITY = {"model": "model.name", "task": "task.name", "seed": "seed"}  # colum
 # Override keys that change how a run is executed, resumed or logged, not what it learns:
 # runs differing only in these share a label (shell-style patterns: logger* is the logger
 # group and every logger.* key, seed_batch* and hydra* likewise).
-NOT_SCIENCE = ("threads", "resume", "train.compile", "model.engine", "train.checkpoint_every", "logger*", "seed_batch*", "hydra*")
+NOT_SCIENCE = (
+    "threads", "resume", "train.compile", "model.engine", "train.checkpoint_every", "train.keep_checkpoints", "logger*",
+    "seed_batch*", "hydra*",
+)
 
 
 class NoRuns(Exception):

@@ -111,8 +111,9 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     batch_size = positive(cfg.train.batch_size, "train.batch_size")
     max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
     test_batch_size = positive(cfg.train.test_batch_size, "train.test_batch_size")
-    every = cfg.train.get("checkpoint_every") or 0
+    every, keep = (cfg.train.get(key) or 0 for key in ("checkpoint_every", "keep_checkpoints"))
     checkpoint_every = _steps(every, batch_size, "train.checkpoint_every") if every else 0
+    keep_every = _steps(keep, batch_size, "train.keep_checkpoints") if keep else 0
     torch.set_num_threads(positive(cfg.threads, "threads"))
     task = build_task(cfg.task)
     networks = build_networks(cfg, task, [seed_cfg.seed for seed_cfg in cfgs])
@@ -130,6 +131,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
         val_every_steps=_steps(cfg.train.val_every, batch_size, "train.val_every"),
         reference=task.reference_metrics if task.extra_metrics else None,
         checkpoint_every_steps=checkpoint_every,
+        keep_every_steps=keep_every,
         checkpoint_paths=[run_dir / "last.ckpt" for run_dir in run_dirs],
     )
     seeds = [c.seed for c in cfgs]

@@ -19,7 +19,7 @@ from ntm_repro.tasks.base import Task
 from ntm_repro.training.build import build_networks
 from ntm_repro.training.data import heldout
 from ntm_repro.training.metrics import evaluate
-from ntm_repro.training.run_folder import write_generalisation
+from ntm_repro.training.run_folder import KEPT, write_generalisation
 from ntm_repro.training.instantiate import build_task
 
 #: salt of the held-out generator for tests (validation uses 0), so tests are new episodes
@@ -77,10 +77,13 @@ def write_attention(model: torch.nn.Module, task: Task, level: Any, run_dir: Pat
     return path
 
 
-def load_trained(run_dir: Path, task_overrides: Sequence[str] = ()) -> tuple[DictConfig, Task, torch.nn.Module]:
-    """The config, task and model of a run folder, with the weights of its ``last.ckpt``;
-    ``task_overrides`` (``key=value``, keys under ``task.``) change the task's test settings."""
-    config_path, checkpoint = run_dir / "config.yaml", run_dir / "last.ckpt"
+def load_trained(
+    run_dir: Path, task_overrides: Sequence[str] = (), checkpoint: Path | None = None
+) -> tuple[DictConfig, Task, torch.nn.Module]:
+    """The config, task and model of a run folder, with the weights of its ``last.ckpt``
+    (or of ``checkpoint``); ``task_overrides`` (``key=value``, keys under ``task.``) change
+    the task's test settings."""
+    config_path, checkpoint = run_dir / "config.yaml", checkpoint or run_dir / "last.ckpt"
     for path in (config_path, checkpoint):
         if not path.is_file():
             raise ConfigError(f"{path} is missing: give the folder of a run that finished training")
@@ -101,6 +104,16 @@ def load_trained(run_dir: Path, task_overrides: Sequence[str] = ()) -> tuple[Dic
     except RuntimeError as error:
         raise ConfigError(f"{checkpoint} does not fit the model of {config_path}: {str(error).splitlines()[0]}") from None
     return cfg, task, model
+
+
+def kept_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """The checkpoints kept along a run (``train.keep_checkpoints``), by sequences trained."""
+    found = []
+    for path in (run_dir / KEPT).glob("sequences_*.ckpt"):
+        number = path.stem.removeprefix("sequences_")
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found)
 
 
 def merge_generalisation(run_dir: Path, rows: list[dict[str, Any]]) -> None:

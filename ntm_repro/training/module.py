@@ -11,6 +11,7 @@ others go on.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from ntm_repro.models.ntm import NTM
 from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
+from ntm_repro.training.run_folder import KEPT
 from ntm_repro.training.seed_checkpoints import split_checkpoint
 
 
@@ -46,6 +48,7 @@ class SequenceLearner(pl.LightningModule):
         reference: Reference | None = None,
         checkpoint_every_steps: int = 0,
         checkpoint_paths: list[Path] | None = None,
+        keep_every_steps: int = 0,
     ):
         super().__init__()
         self.model = model
@@ -57,6 +60,7 @@ class SequenceLearner(pl.LightningModule):
         self.val_every_steps = val_every_steps
         self.reference = reference
         self.checkpoint_every_steps, self.checkpoint_paths = checkpoint_every_steps, checkpoint_paths or []
+        self.keep_every_steps = keep_every_steps
         #: each seed's loggers (set once they exist; a single network's are the trainer's)
         self.seed_loggers: list[list] = [[] for _ in range(self.seeds)]
         #: per seed: None while training, else the reason it stopped (non-finite loss)
@@ -132,8 +136,20 @@ class SequenceLearner(pl.LightningModule):
             self._log_training()
         if step % self.val_every_steps == 0:
             self._validate()
-        if self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0:
+        keep = bool(self.keep_every_steps) and step % self.keep_every_steps == 0
+        if keep or (self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0):
             self.save_checkpoint()
+        if keep:
+            self.keep_checkpoint(step * self.batch_size)
+
+    def keep_checkpoint(self, sequences: int) -> None:
+        """Each seed's last checkpoint kept as ``checkpoints/sequences_<N>.ckpt`` beside it
+        (a diverged seed's last finite one is not the model at N: none kept)."""
+        for path, diverged in zip(self.checkpoint_paths, self.diverged):
+            if diverged is None:
+                kept = path.parent / KEPT / f"sequences_{sequences}.ckpt"
+                kept.parent.mkdir(exist_ok=True)
+                shutil.copyfile(path, kept)
 
     def save_checkpoint(self) -> None:
         """Write each seed's checkpoint atomically (a run killed mid-write keeps the previous

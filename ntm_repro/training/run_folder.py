@@ -42,6 +42,7 @@ class Status(str, Enum):
 FINISHED = (Status.COMPLETED, Status.DIVERGED)
 LOCK = ".lock"
 PROVENANCE = "provenance.jsonl"
+KEPT = "checkpoints"  # checkpoints kept along the run (train.keep_checkpoints): sequences_<N>.ckpt
 #: the command line as the user typed it, set by ``ntm-repro`` for every process it starts
 COMMAND_ENV = "NTM_REPRO_COMMAND"
 
@@ -173,16 +174,20 @@ def write_config(run_dir: Path, cfg: DictConfig) -> None:
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def write_generalisation(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+GENERALISATION, ALONG = "generalisation.csv", "generalisation_along.csv"
+
+
+def write_generalisation(run_dir: Path, rows: Sequence[Mapping[str, Any]], name: str = GENERALISATION) -> None:
     """One row per test level: ``level`` (a length or an item count, named by ``level_name``
     in summary.json), sequences evaluated, cost in bits and bit errors per sequence, and the
-    task's reference figures if it has any (e.g. ``optimal_cost_bits``)."""
+    task's reference figures if it has any (e.g. ``optimal_cost_bits``); in ``ALONG``, one
+    row per kept checkpoint and level, its ``sequences_trained`` first."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(run_dir / "generalisation.csv", text.getvalue())
+    write_atomic(run_dir / name, text.getvalue())
 
 
 @functools.lru_cache(maxsize=1)
