@@ -54,6 +54,7 @@ TRACE_STATISTICS = {  # from the run's attention trace at its first test level (
 STATISTICS |= {TRACE + name: text for name, text in TRACE_STATISTICS.items()}
 AMONG = ("converged",)  # a share check may count only the runs that converged
 GENERALISATION = "generalisation."
+ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
 GENERALISATION_METRICS = ("cost_bits", "bit_errors")
 KINDS = ("compare", "share", "within")
 NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
@@ -68,10 +69,14 @@ class LedgerError(ValueError):
 def statistic_title(name: str) -> str:
     """A statistic's name in words (``generalisation.bit_errors@50`` -> "bit errors per
     sequence at test level 50")."""
-    if name.startswith(GENERALISATION):
-        metric, level = name[len(GENERALISATION):].split("@", 1)
-        what = "cost (bits per sequence)" if metric == "cost_bits" else "bit errors per sequence"
-        return f"{what} at test level {level}"
+    for prefix in (GENERALISATION, ALONG):
+        if name.startswith(prefix):
+            metric, level = name[len(prefix):].split("@", 1)
+            what = "cost (bits per sequence)" if metric == "cost_bits" else "bit errors per sequence"
+            if prefix == ALONG:
+                return (f"Spearman correlation of {what} at test level {level} with sequences trained, over the "
+                        "checkpoints kept along the run (below 0: falling)")
+            return f"{what} at test level {level}"
     return STATISTICS[name]
 
 
@@ -79,11 +84,13 @@ def _check_statistic(name: str) -> str | None:
     """Why ``name`` is not a statistic a check can use, or None."""
     if name in STATISTICS:
         return None
-    if name.startswith(GENERALISATION) and "@" in name:
-        metric, level = name[len(GENERALISATION):].split("@", 1)
-        if metric in GENERALISATION_METRICS and level:
-            return None
-    return f"unknown statistic {name!r} (one of {', '.join(STATISTICS)}, or generalisation.<{'|'.join(GENERALISATION_METRICS)}>@<level>)"
+    for prefix in (GENERALISATION, ALONG):
+        if name.startswith(prefix) and "@" in name:
+            metric, level = name[len(prefix):].split("@", 1)
+            if metric in GENERALISATION_METRICS and level:
+                return None
+    return (f"unknown statistic {name!r} (one of {', '.join(STATISTICS)}, or generalisation.<metric>@<level> or "
+            f"along.<metric>@<level>, metric {' or '.join(GENERALISATION_METRICS)})")
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,19 @@ def test_checkpoints_kept_along_the_run_evaluate_into_generalisation_along(tmp_p
     for row in along[-2:]:
         assert float(row["cost_bits"]) == pytest.approx(float(final[row["level"]]["cost_bits"]), rel=1e-6)
     assert along[0]["cost_bits"] != along[-2]["cost_bits"]  # the model at 32 sequences is another model
+    # the report reads them: a page of generalisation along the run, each run's trend per level
+    from ntm_repro.report.pdf import write_report
+    from ntm_repro.report.read import read_runs
+    from ntm_repro.report.stats import Criteria
+
+    reading = read_runs([str(tmp_path)])
+    assert len(reading.along) == 6 and set(reading.along["label"]) == {"ntm"}
+    writer = write_report(reading, Criteria(), tmp_path / "report", "along", [str(tmp_path)])
+    assert any(p.name.endswith("_along_copy.png") for p in writer.folder.iterdir())
+    with open(writer.folder / "runs.csv") as f:
+        (run,) = csv.DictReader(f)
+    errors = [float(row["bit_errors"]) for row in along if row["level"] == "6"]
+    assert "along.bit_errors@6" in run and (float(run["along.bit_errors@6"]) < 0) == (errors[-1] < errors[0])
     with pytest.raises(SystemExit):  # argparse: --along and --trace are one or the other
         main([str(tmp_path), "--along", "--trace", "2"])
     assert "give one of them" in capsys.readouterr().err

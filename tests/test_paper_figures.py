@@ -11,6 +11,7 @@ import pytest
 from ntm_repro.claims import _claim
 from ntm_repro.report.figures import used_locations
 from ntm_repro.report.traces import level_order, r_squared, trace_statistics
+from ntm_repro.report import stats
 from ntm_repro.report.paper_figures import overlay_points, share_below
 from ntm_repro.report.verdicts import Verdict
 
@@ -114,3 +115,20 @@ def test_priority_sort_writes_against_priority_unwrap_the_circle(tmp_path):
     assert r2([30, 31, 0, 1, 2]) == pytest.approx(1.0)
     assert r2([1, 31, 2, 30, 0]) == pytest.approx(r_squared(priorities, np.array([3, 1, 4, 0, 2])))
     assert r2([1, 31, 2, 30, 0]) < 0.5
+
+
+def test_along_trends_are_spearman_correlations_with_sequences_trained():
+    along = pd.DataFrame({
+        "run": ["a"] * 6 + ["b"] * 2,
+        "sequences_trained": [10, 10, 20, 20, 30, 30, 10, 20],
+        "level": [50, 120] * 3 + [50, 50],
+        "cost_bits": [9, 9, 5, 9, 1, 9, 1, 2],
+        "bit_errors": [4, 3, 2, 3, 0, 4, 1, 2],
+    })
+    trends = stats.along_trends(along).set_index("run")
+    assert trends.loc["a", "along.bit_errors@50"] == pytest.approx(-1.0)  # falls steadily
+    assert np.isnan(trends.loc["a", "along.cost_bits@120"])  # constant
+    # bit errors 3, 3, 4 against 10, 20, 30: midranks 1.5, 1.5, 3 -> correlation 0.866
+    assert trends.loc["a", "along.bit_errors@120"] == pytest.approx(np.sqrt(3) / 2)
+    assert np.isnan(trends.loc["b", "along.bit_errors@50"])  # two points: no trend
+    assert stats.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(1 - 6 * 2 / (4 * 15))

@@ -230,3 +230,25 @@ def priority_figures(runs: pd.DataFrame, converged: set[str], colours: dict[str,
     axes[0, 0].set_ylabel("write location (head 1's most weighted, from the first used)")
     fig.suptitle("priority_sort: write location against priority (cf. Graves et al. Fig. 17)")
     yield "priority_writes", fig
+
+
+def along_figures(along: pd.DataFrame, converged: set[str], colours: dict[str, tuple]) -> Pages:
+    """Generalisation along training (Nielsen; IFT6135's outputs through training): bit
+    errors per sequence at each test level of the checkpoints kept along each run (ntm-repro-eval
+    --along) against the sequences they had trained on; converged runs solid, others dashed."""
+    for task, data in along.groupby("task", sort=False):
+        levels = sorted(data["level"].astype(str).unique(), key=lambda level: level_order(f"_{level}"))[:MAX_LEVELS]
+        fig, axes = plt.subplots(1, len(levels), figsize=PAGE, layout="constrained", squeeze=False, sharey=True)
+        for ax, level in zip(axes[0], levels):
+            at = data[data["level"].astype(str) == level]
+            for (label, run), points in at.sort_values("sequences_trained").groupby(["label", "run"], sort=False):
+                style = "-" if run in converged else "--"
+                ax.plot(points["sequences_trained"], points["bit_errors"], style, color=colours[label], marker="o", ms=3, lw=1)
+            ax.set_title(f"level {level}", fontsize=9)
+            ax.set_xlabel("sequences trained")
+            ax.xaxis.set_major_formatter(THOUSANDS)
+        axes[0, 0].set_ylabel("bit errors per sequence")
+        axes[0, 0].set_ylim(bottom=0)
+        fig.suptitle(f"{task}: generalisation of the checkpoints kept along each run (solid: converged runs)")
+        _legend(fig, data["label"], colours)
+        yield f"along_{task}", fig

@@ -45,9 +45,9 @@ def write_report(
 ) -> ReportWriter:
     """Compute the statistics and write every page; returns the writer (paths, page count)."""
     figures.use_report_style()
-    run_stats = stats.per_run(reading.runs, reading.metrics, criteria).merge(
-        traces.per_run_traces(reading.runs), on="run", how="left"
-    )
+    run_stats = (stats.per_run(reading.runs, reading.metrics, criteria)
+                 .merge(traces.per_run_traces(reading.runs), on="run", how="left")
+                 .merge(stats.along_trends(reading.along), on="run", how="left"))
     groups = stats.per_group(run_stats)
     pairs = stats.comparisons(run_stats, seed=criteria.seed)
     converged = set(run_stats.loc[run_stats["converged"], "run"])
@@ -72,6 +72,7 @@ def write_report(
             *paper_figures.holding_figures(reading.metrics, criteria.bit_errors, colours),
             *paper_figures.training_loss_figures(reading.metrics, run_stats, colours),
             *figures.generalisation_figures(reading.generalisation, reading.runs, criteria.bit_errors, colours, converged),
+            *paper_figures.along_figures(reading.along, converged, colours),
             *figures.optimum_figures(reading.metrics, colours),
             *figures.attention_figures(reading.runs),
             *paper_figures.outputs_figures(reading.runs, converged),

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ntm_repro.training.run_folder import PROVENANCE, Status
+from ntm_repro.training.run_folder import ALONG, GENERALISATION, PROVENANCE, Status
 
 RUN_FILES = ("summary.json", "config.yaml", "metrics.csv")
 METRIC_COLUMNS = ("step", "sequences", "split", "cost_bits", "bit_errors")
 LEVEL_COLUMNS = ("level", "cost_bits", "bit_errors")
+ALONG_COLUMNS = ("sequences_trained", *LEVEL_COLUMNS)
 TRACE_ARRAYS = ("inputs", "targets", "mask", "outputs")  # an attention trace has at least these
 NOT_CONVERGED = (Status.DIVERGED, Status.FAILED)  # statuses that count as not converged, whatever the metrics say
 IDENTITY = {"model": "model.name", "task": "task.name", "seed": "seed"}  # column -> config key
@@ -43,10 +44,12 @@ class NoRuns(Exception):
 @dataclass
 class Reading:
     """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
-    seed, variant, label, status, level_name, commit, started, ended, budget: train.sequences or
-    NaN, attention traces, memory_max: the largest |M| at the end of the first trace, Hydra's overrides and choices, config, command); ``metrics`` and
-    ``generalisation`` carry run, task, model, label and seed on every row; ``issues`` lists
-    run, status, handling (skipped / not converged / read) and reason."""
+    seed, variant, label, status, level_name, commit, started, ended, budget: train.sequences
+    or NaN, attention traces, memory_max: the largest |M| at the end of the first trace,
+    Hydra's overrides and choices, config, command); ``metrics``, ``generalisation`` and
+    ``along`` (generalisation of the checkpoints kept along the run, by ``sequences_trained``)
+    carry run, task, model, label and seed on every row; ``issues`` lists run, status,
+    handling (skipped / not converged / read) and reason."""
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
@@ -55,6 +58,7 @@ class Reading:
     commands: list[str]
     folders_found: int
     varying: list[str]
+    along: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def find_run_dirs(paths: list[str]) -> list[Path]:
@@ -208,10 +212,23 @@ def _modified(path: Path) -> datetime | pd.Timestamp:
     return datetime.fromtimestamp(path.stat().st_mtime) if path.exists() else pd.NaT
 
 
+def _optional_csv(path: Path, columns: tuple[str, ...], caveats: list[str]) -> pd.DataFrame:
+    """A table a run may have (generalisation, along): empty if absent, a caveat if unreadable."""
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        frame, notes = read_tolerant_csv(path, columns)
+        caveats += notes
+        return frame
+    except (OSError, ValueError) as error:
+        caveats.append(str(error))
+        return pd.DataFrame()
+
+
 def _read_run(
     run_dir: Path, name: str
-) -> tuple[dict[str, Any] | None, pd.DataFrame, pd.DataFrame, dict[str, Any] | None]:
-    """One folder -> (run row or None if skipped, metrics, generalisation, issue or None)."""
+) -> tuple[dict[str, Any] | None, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any] | None]:
+    """One folder -> (run row or None if skipped, metrics, generalisation, along, issue or None)."""
     summary, summary_problem = _read_summary(run_dir)
     config = _load_yaml(run_dir / "config.yaml")
     caveats = [summary_problem] if summary_problem else []
@@ -223,7 +240,7 @@ def _read_run(
     issue = {"run": name, "status": status}
     if None in identity.values():
         reason = "; ".join(caveats + ["model, task or seed unknown"])
-        return None, pd.DataFrame(), pd.DataFrame(), {**issue, "handling": "skipped", "reason": reason}
+        return None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {**issue, "handling": "skipped", "reason": reason}
 
     try:
         metrics, notes = read_tolerant_csv(run_dir / "metrics.csv", METRIC_COLUMNS)
@@ -235,14 +252,9 @@ def _read_run(
         problem = "no metrics.csv" if isinstance(error, FileNotFoundError) else str(error)
         caveats.append(problem)
         if status not in NOT_CONVERGED:
-            return None, metrics, pd.DataFrame(), {**issue, "handling": "skipped", "reason": "; ".join(caveats)}
-    generalisation = pd.DataFrame()
-    if (run_dir / "generalisation.csv").exists():
-        try:
-            generalisation, notes = read_tolerant_csv(run_dir / "generalisation.csv", LEVEL_COLUMNS)
-            caveats += notes
-        except (OSError, ValueError) as error:
-            caveats.append(str(error))
+            return None, metrics, pd.DataFrame(), pd.DataFrame(), {**issue, "handling": "skipped", "reason": "; ".join(caveats)}
+    generalisation = _optional_csv(run_dir / GENERALISATION, LEVEL_COLUMNS, caveats)
+    along = _optional_csv(run_dir / ALONG, ALONG_COLUMNS, caveats)
 
     traces, notes = _traces(run_dir)
     caveats += notes
@@ -272,7 +284,7 @@ def _read_run(
         or [_command(sweep_record if sweep_record.exists() else run_dir / ".hydra" / "hydra.yaml")],
     }
     issue = {**issue, "handling": handling, "reason": "; ".join(caveats)} if caveats else None
-    return run, metrics.assign(run=name), generalisation.assign(run=name), issue
+    return run, metrics.assign(run=name), generalisation.assign(run=name), along.assign(run=name), issue
 
 
 def resolved_value(run: pd.Series, key: str) -> str:
@@ -323,14 +335,15 @@ def _stack(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame
 def read_runs(paths: list[str]) -> Reading:
     """Read every run folder under ``paths``; raises :class:`NoRuns` if a path holds none."""
     run_dirs = find_run_dirs(paths)
-    rows, metrics, levels, issues = [], [], [], []
+    rows, metrics, levels, alongs, issues = [], [], [], [], []
     for run_dir, name in zip(run_dirs, _names(run_dirs)):
-        run, run_metrics, run_levels, issue = _read_run(run_dir, name)
+        run, run_metrics, run_levels, run_along, issue = _read_run(run_dir, name)
         issues += [issue] if issue else []
         if run is not None:
             rows.append(run)
             metrics.append(run_metrics)
             levels.append(run_levels)
+            alongs.append(run_along)
     issue_frame = pd.DataFrame(issues, columns=["run", "status", "handling", "reason"])
     if not rows:
         first = issues[0]
@@ -348,4 +361,5 @@ def read_runs(paths: list[str]) -> Reading:
         commands=list(dict.fromkeys(c for listed in runs.sort_values("started")["commands"] for c in listed if c)),
         folders_found=len(run_dirs),
         varying=varying,
+        along=_stack(alongs, ALONG_COLUMNS).merge(tags, on="run"),
     )

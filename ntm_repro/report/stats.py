@@ -280,6 +280,30 @@ def per_group(run_stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (midranks for ties); NaN with fewer than 3 points or a
+    constant variable."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(np.corrcoef(midranks(x), midranks(y))[0, 1])
+
+
+def along_trends(along: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with checkpoints evaluated along it: for each metric and test level,
+    ``along.<metric>@<level>``, the Spearman correlation of the metric with sequences trained."""
+    if along.empty:
+        return pd.DataFrame(columns=["run"])
+    rows = []
+    for run, points in along.groupby("run", sort=False):
+        row = {"run": run}
+        for level, at in points.sort_values("sequences_trained").groupby(points["level"].astype(str), sort=False):
+            for metric in ("cost_bits", "bit_errors"):
+                row[f"along.{metric}@{level}"] = spearman(at["sequences_trained"], at[metric])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def midranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..n, tied values sharing the mean of their ranks."""
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, statistic_title
+from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, statistic_title
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
 
@@ -103,7 +103,7 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
 def statistic(name: str, run_stats: pd.DataFrame, generalisation: pd.DataFrame) -> pd.Series:
     """Each run's value of a check's statistic (run -> float; converged as 0/1; a run that
     never converged or reached inf; a run without the value NaN)."""
-    if name not in run_stats and name.startswith(TRACE):  # no run of the report has a trace
+    if name not in run_stats and name.startswith((TRACE, ALONG)):  # no run of the report has one
         return pd.Series(np.nan, index=run_stats["run"])
     if name.startswith(GENERALISATION):
         metric, level = name[len(GENERALISATION):].split("@", 1)
