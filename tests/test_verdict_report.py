@@ -27,9 +27,13 @@ def test_a_claims_experiment_gets_a_verdict_page_and_a_line_in_the_index(tmp_pat
     )
     assert trained.returncode == 0, trained.stderr
     reports = tmp_path / "reports"
-    made = subprocess.run([COMMANDS["ntm-repro-report"], str(sweep), "--out", str(reports)],
+    made = subprocess.run([COMMANDS["ntm-repro-report"], str(sweep), "--out", str(reports), "--format", "pdf,png,html"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
+    # the same pages in one self-contained HTML file, the verdicts as text under them
+    page = (reports / "forward_shifts.html").read_text()
+    pngs = sorted((reports / "forward_shifts").glob("*.png"))
+    assert page.count('src="data:image/png;base64,') == len(pngs) > 3 and "Forward-only shifts" in page
 
     with (reports / "forward_shifts" / "verdicts.csv").open() as handle:
         rows = {row["id"]: row for row in csv.DictReader(handle)}

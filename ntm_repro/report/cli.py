@@ -15,6 +15,9 @@ from ntm_repro.report.read import NoRuns, read_runs
 from ntm_repro.report.stats import Criteria
 
 
+FORMATS = ("pdf", "png", "html")
+
+
 def _fail(message: str, code: int) -> None:
     print(f"ntm-repro-report: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -31,6 +34,15 @@ def _positive(kind: type = float):
 
     positive.__name__ = kind.__name__  # argparse's message for a non-number: "invalid float value"
     return positive
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """An argparse type: a comma-separated list of report formats."""
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [part for part in chosen if part not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(FORMATS)}, e.g. pdf,html")
+    return chosen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,6 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed (default: %(default)s)")
     parser.add_argument(
+        "--format", type=_formats, default=("pdf", "png"), metavar="LIST",
+        help="what to write, comma-separated: pdf (NAME.pdf), png (each page in NAME/), html (NAME.html, one "
+        "self-contained file) (default: pdf,png; the tables are always written as CSV)",
+    )
+    parser.add_argument(
         "--note", action="append", default=[], metavar="TEXT",
         help="a line for the first page, shown as the report maker's (e.g. the commit of runs whose summaries could "
         "not record one); repeatable",
@@ -95,12 +112,12 @@ def main(argv: list[str] | None = None) -> None:
         collapse_reached=args.collapse[0], collapse_above=args.collapse[1], seed=args.seed,
     )
     try:
-        writer = write_report(reading, criteria, args.out, name, args.paths, tuple(args.note))
+        writer = write_report(reading, criteria, args.out, name, args.paths, tuple(args.note), args.format)
     except OSError as error:  # e.g. an output folder that cannot be written
         _fail(str(error), 1)
     skipped = int((reading.issues["handling"] == "skipped").sum())
-    print(f"{writer.pdf_path}: {writer.pages} pages from {len(reading.runs)} runs ({skipped} skipped); "
-          f"figures and tables in {writer.folder}/")
+    files, rest = writer.written()
+    print(f"{', '.join(files)}: {writer.pages} pages from {len(reading.runs)} runs ({skipped} skipped); {rest}")
 
 
 if __name__ == "__main__":

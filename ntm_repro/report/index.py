@@ -22,15 +22,16 @@ def _cell(text: str) -> str:
 
 def decided(reports: Path) -> dict[str, list[dict[str, str]]]:
     """Claim id -> its rows in every report under ``reports`` (``NAME/verdicts.csv`` beside
-    ``NAME.pdf``), each with the report's name."""
+    ``NAME.pdf`` or ``NAME.html``), each with the report's file."""
     found: dict[str, list[dict[str, str]]] = {}
     for table in sorted(reports.glob(f"*/{VERDICTS}")):
         name = table.parent.name
-        if not (reports / f"{name}.pdf").is_file():
-            continue  # the tables of a report whose PDF is gone
+        files = [f"{name}{suffix}" for suffix in (".pdf", ".html") if (reports / f"{name}{suffix}").is_file()]
+        if not files:
+            continue  # the tables of a report whose document is gone
         with table.open(newline="") as handle:
             for row in csv.DictReader(handle):
-                found.setdefault(row["id"], []).append(row | {"report": name})
+                found.setdefault(row["id"], []).append(row | {"report": name, "file": files[0]})
     return found
 
 
@@ -42,7 +43,7 @@ def index_markdown(ledger: list[Claim], reports: Path) -> str:
     for claim in ledger:
         for row in found.get(claim.id, []):
             verdicts[row["verdict"]] += 1
-            report = f"[{row['report']}]({row['report']}.pdf) p. {row.get('page') or '?'}"
+            report = f"[{row['report']}]({row['file']}) p. {row.get('page') or '?'}"
             rows.append([claim.id, claim.claim, row["verdict"], report, row["ours"], row["deviations"]])
         if claim.id not in found:
             verdicts[NOT_RUN] += 1

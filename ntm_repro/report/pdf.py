@@ -1,7 +1,11 @@
-"""The report on disk: every page into one PDF and as a PNG beside it, tables as CSV."""
+"""The report on disk: every page into one PDF, as a PNG beside it and into one
+self-contained HTML file (as asked by ``formats``), tables as CSV."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import re
 from pathlib import Path
 
@@ -15,33 +19,69 @@ from ntm_repro.report import figures, pages, paper_figures, stats, traces, verdi
 from ntm_repro.report.read import Reading
 
 
-class ReportWriter:
-    """``out/name.pdf``, and ``out/name/NN_<page>.png`` and ``out/name/<table>.csv``."""
+HTML_TABLES = ("verdicts", "summary", "comparisons")  # shown under the pages of the HTML report
 
-    def __init__(self, out_dir: Path, name: str):
-        self.pdf_path = out_dir / f"{name}.pdf"
+
+class ReportWriter:
+    """``out/name.pdf``, ``out/name/NN_<page>.png``, ``out/name.html`` (each if asked) and
+    ``out/name/<table>.csv``."""
+
+    def __init__(self, out_dir: Path, name: str, formats: tuple[str, ...] = ("pdf", "png")):
+        self.name, self.formats = name, formats
+        self.pdf_path, self.html_path = out_dir / f"{name}.pdf", out_dir / f"{name}.html"
         self.folder = out_dir / name
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in [*self.folder.glob("*.png"), *self.folder.glob("*.csv")]:
             stale.unlink()  # pages and tables of an earlier report of the same name
         metadata = {"Title": f"ntm-repro report: {name}", "Creator": "ntm-repro-report"}
-        self._pdf = PdfPages(self.pdf_path, metadata=metadata)
+        self._pdf = PdfPages(self.pdf_path, metadata=metadata) if "pdf" in formats else None
+        self._images: list[bytes] = []  # the pages as PNG, for the HTML file
         self.pages = 0
 
     def page(self, stem: str, fig: Figure) -> None:
         self.pages += 1
-        fig.savefig(self._pdf, format="pdf")
+        if self._pdf is not None:
+            fig.savefig(self._pdf, format="pdf")
         fig.set_layout_engine("none")  # laid out once: the PNG keeps the PDF page's layout
-        safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", stem)[:80]  # numbered, so still unique when cut short
-        fig.savefig(self.folder / f"{self.pages:02d}_{safe}.png")
+        image = io.BytesIO()
+        fig.savefig(image, format="png")
         plt.close(fig)
+        if "png" in self.formats:
+            safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", stem)[:80]  # numbered, so still unique when cut short
+            (self.folder / f"{self.pages:02d}_{safe}.png").write_bytes(image.getvalue())
+        if "html" in self.formats:
+            self._images.append(image.getvalue())
 
     def close(self) -> None:
-        self._pdf.close()
+        if self._pdf is not None:
+            self._pdf.close()
+
+    def write_html(self, tables: dict[str, pd.DataFrame]) -> None:
+        """One self-contained page: every report page as an embedded image, then the
+        verdict, summary and comparison tables as text."""
+        images = "\n".join(
+            f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="page {i}">'
+            for i, png in enumerate(self._images, 1)
+        )
+        shown = "\n".join(f"<h2>{stem}</h2>\n{tables[stem].to_html(index=False, na_rep='-')}"
+                           for stem in HTML_TABLES if stem in tables and len(tables[stem].columns))
+        title = html.escape(f"ntm-repro report: {self.name}")
+        self.html_path.write_text(
+            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n"
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto} img{width:100%;border:1px solid #ccc;"
+            "margin:8px 0} table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px}"
+            f"</style></head>\n<body><h1>{title}</h1>\n{images}\n{shown}\n</body></html>\n"
+        )
+
+    def written(self) -> tuple[list[str], str]:
+        """The files this report wrote, and where its PNG pages and CSV tables are."""
+        files = [str(path) for path, kind in ((self.pdf_path, "pdf"), (self.html_path, "html")) if kind in self.formats]
+        return files or [f"{self.folder}/"], f"{'pages as PNG and ' if 'png' in self.formats else ''}tables as CSV in {self.folder}/"
 
 
 def write_report(
-    reading: Reading, criteria: stats.Criteria, out_dir: Path, name: str, paths: list[str], notes: tuple[str, ...] = ()
+    reading: Reading, criteria: stats.Criteria, out_dir: Path, name: str, paths: list[str], notes: tuple[str, ...] = (),
+    formats: tuple[str, ...] = ("pdf", "png"),
 ) -> ReportWriter:
     """Compute the statistics and write every page; returns the writer (paths, page count)."""
     figures.use_report_style()
@@ -55,7 +95,7 @@ def write_report(
     colours = figures.palette(sorted(reading.runs["label"].unique()))
     found = verdicts.verdicts(load_ledger(), reading.runs, run_stats, reading.generalisation)
     verdict_table = verdicts.verdict_table(found)
-    writer = ReportWriter(out_dir, name)
+    writer = ReportWriter(out_dir, name, formats)
     try:
         if found:
             blocks, shown = pages.verdict_blocks(verdict_table, {v.claim.id: v.claim.rule for v in found}, reading, name, notes)
@@ -95,4 +135,6 @@ def write_report(
     for stem, frame in tables.items():
         if len(frame.columns):  # a table the report does not have (e.g. memory without structured runs): no file
             frame.to_csv(writer.folder / f"{stem}.csv", index=False)
+    if "html" in formats:
+        writer.write_html(tables)
     return writer
