@@ -48,7 +48,7 @@ TRACE_STATISTICS = {  # from the run's attention trace at its first test level (
     "write_moves_one": "share of input steps whose write (head 1's most weighted location) moves one location on",
     "read_moves_one": "share of scored steps whose read (head 1) moves one location on",
     "read_starts_at_write_start": "the first scored read within one location of the first write (1 yes, 0 no)",
-    "max_weight": "mean over steps and heads of the largest weight (1: perfectly sharp)",
+    "max_weight": "the largest weight, averaged over the write head's input steps and the read head's scored steps (1: sharp)",
     "write_priority_r2": "R^2 of the write location (unwrapped) against the input's priority (priority sort)",
 }
 STATISTICS |= {TRACE + name: text for name, text in TRACE_STATISTICS.items()}

@@ -78,9 +78,11 @@ def one_hot(locations: list[int], size: int) -> np.ndarray:
 
 
 def test_the_copy_algorithm_read_off_a_trace(tmp_path):
-    """Length 4 on 8 locations: writes 6, 7, 0, 1 (wrapping), the delimiter, reads 6, 7, 0, 1."""
+    """Length 4 on 8 locations: writes 6, 7, 0, 1 (wrapping), the delimiter, reads 6, 7, 0, 1;
+    the write head idle (spread evenly) while the read head works does not blunt its focus."""
     mask = np.array([False] * 5 + [True] * 4)
     write = one_hot([6, 7, 0, 1, 2, 2, 2, 2, 2], 8)
+    write[5:] = 1 / 8
     read = one_hot([0, 0, 0, 0, 0, 6, 7, 0, 1], 8)
     path = tmp_path / "length_4.npz"
     np.savez(path, inputs=np.zeros((9, 10)), mask=mask, write_weights=write, read_weights=read, task="copy")

@@ -226,7 +226,7 @@ def test_a_share_among_converged_runs_counts_only_those():
     runs = runs_table({"a": {"values": [1.0, 0.95, 0.1, 0.2]}})
     run_stats = runs[["run"]].assign(**{"trace.write_moves_one": runs["value"], "converged": [1.0, 1.0, 0.0, 0.0]})
     found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
-    assert found.verdict == "confirmed" and found.ours[0].startswith("confirmed: a: 2 of 2 runs with")
+    assert found.verdict == "confirmed" and found.ours[0].startswith("confirmed: a: 2 of 2 converged runs with")
     run_stats["converged"] = 0.0
     found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
     assert found.verdict == "not run" and found.ours[0] == "not run: a: no converged runs"

@@ -63,7 +63,8 @@ def trace_statistics(path: str) -> dict[str, float]:
     if len(inputs) and len(scored):
         distance = abs(int(reads[scored[0]]) - int(writes[inputs[0]])) % size
         result["read_starts_at_write_start"] = float(min(distance, size - distance) <= 1)
-    result["max_weight"] = float(np.concatenate([write.max(-1).ravel(), read.max(-1).ravel()]).mean())
+    # sharpness where each head does its work: an idle head's weighting may spread
+    result["max_weight"] = float(np.concatenate([write[inputs, 0].max(-1), read[scored, 0].max(-1)]).mean())
     writes_by_priority = priority_writes(arrays)
     if writes_by_priority is not None:
         result["write_priority_r2"] = r_squared(*writes_by_priority)

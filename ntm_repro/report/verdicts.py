@@ -223,7 +223,8 @@ def _share(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) ->
     meets = runs < check.below if check.below is not None else runs > check.above  # NaN never meets
     k, n = int(meets.sum()), len(runs)
     low, high = _wilson(k, n)
-    ours = f"{group}: {k} of {n} {check.runs_meeting()} ({k / n:.0%}; 95% interval {low:.0%}-{high:.0%})"
+    of = "converged " if check.among else ""
+    ours = f"{group}: {k} of {n} {of}{check.runs_meeting()} ({k / n:.0%}; 95% interval {low:.0%}-{high:.0%})"
     if runs.isna().any():
         ours += f", {int(runs.isna().sum())} without a value"
     verdict = ("confirmed" if k / n >= check.confirmed_at else "contradicted" if k / n <= check.contradicted_at
