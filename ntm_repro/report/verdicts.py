@@ -192,7 +192,7 @@ def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) 
     runs = {group: values.reindex(members(group, tags)) for group in check.groups}
     missing = [group for group, found in runs.items() if found.empty]
     if missing:
-        return Outcome(NOT_RUN, f"{lower} vs {higher}: no runs of {' and '.join(missing)}")
+        return Outcome(NOT_RUN, f"no runs of {' and '.join(missing)}")
     empty = [group for group, found in runs.items() if found.isna().all()]
     if empty:
         return Outcome("inconclusive", f"{lower} vs {higher}: no run of {' and '.join(empty)} has a value",
