@@ -33,16 +33,18 @@ def test_share_below_counts_seeds_at_each_point_and_those_holding_from_there():
     assert set(shares["runs"]) == {3}
 
 
-def test_used_locations_span_the_weighted_locations_padded():
+def test_used_locations_are_the_shortest_arc_holding_every_weighted_one_padded():
     write = np.zeros((4, 1, 32))
     write[:, 0, 5] = 1.0
     read = np.zeros((4, 1, 32))
     read[1, 0, 9] = 0.5
-    read[2, 0, 30] = 0.005  # below USED_WEIGHT: not in use
-    assert used_locations({"write_weights": write, "read_weights": read}) == (3, 12)
-    write[:, 0, 0] = 1.0
-    assert used_locations({"write_weights": write, "read_weights": read}) == (0, 12)
-    assert used_locations({"inputs": np.zeros((3, 2))}) == (0, 0)  # an LSTM: no heads
+    read[2, 0, 20] = 0.005  # below USED_WEIGHT: not in use
+    assert used_locations({"write_weights": write, "read_weights": read}).tolist() == list(range(3, 12))
+    read[3, 0, 30] = 0.5  # heads that wrapped: 30 .. 31, 0 .. 9 is the short way round
+    assert used_locations({"write_weights": write, "read_weights": read}).tolist() == [28, 29, 30, 31, *range(0, 12)]
+    read[0, 0, ::4] = 0.5  # in use all round (no gap wider than the padding): every location
+    assert used_locations({"write_weights": write, "read_weights": read}).tolist() == list(range(32))
+    assert used_locations({"inputs": np.zeros((3, 2))}).tolist() == []  # an LSTM: no heads
 
 
 def test_trace_levels_in_order():

@@ -273,17 +273,23 @@ def _scored(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 USED_WEIGHT = 0.01  # a location some head weights above this at some step is drawn
 
 
-def used_locations(arrays: dict[str, np.ndarray], pad: int = 2) -> tuple[int, int]:
-    """The span of locations [low, high) any head weights above USED_WEIGHT at some step,
-    padded (Graves et al. Fig. 6 shows only the locations in use); all of them without heads."""
+def used_locations(arrays: dict[str, np.ndarray], pad: int = 2) -> np.ndarray:
+    """The locations to draw, in order: the shortest arc of the circular memory holding every
+    location some head weights above USED_WEIGHT at some step, padded (Graves et al. Fig. 6
+    shows only the locations in use), e.g. 126, 127, 0, 1, ... for heads that wrapped; every
+    location if the arc is most of them; none without heads."""
     weights = [arrays[k] for k in ("write_weights", "read_weights") if k in arrays and arrays[k].size]
     if not weights:
-        return 0, 0
+        return np.arange(0)
     locations = weights[0].shape[-1]
     used = np.flatnonzero(np.max([w.max(axis=(0, 1)) for w in weights], axis=0) > USED_WEIGHT)
     if not len(used):
-        return 0, locations
-    return max(int(used[0]) - pad, 0), min(int(used[-1]) + pad + 1, locations)
+        return np.arange(locations)
+    gaps = np.diff(np.concatenate([used, [used[0] + locations]]))  # from each used location to the next, around
+    after = int(np.argmax(gaps))  # the largest gap follows used[after]: the arc runs from the next one to it
+    start = int(used[(after + 1) % len(used)]) - pad
+    length = locations - int(gaps[after]) + 1 + 2 * pad
+    return np.arange(locations) if length >= locations else (start + np.arange(length)) % locations
 
 
 def attention_figure(path: Path, title: str) -> Figure:
@@ -298,10 +304,10 @@ def attention_figure(path: Path, title: str) -> Figure:
         ("target (scored steps)", _scored(arrays["targets"], mask)),
         ("output probability (scored steps)", _scored(arrays["outputs"], mask)),
     ]
-    low, high = used_locations(arrays)
+    shown_locations = used_locations(arrays)
     for kind in ("write", "read"):
         weights = arrays.get(f"{kind}_weights", np.zeros((0, 0, 0)))
-        rows += [(f"{kind} weighting, head {h}", weights[:, h, low:high].T) for h in range(weights.shape[1])]
+        rows += [(f"{kind} weighting, head {h}", weights[:, h][:, shown_locations].T) for h in range(weights.shape[1])]
     memory = arrays.get("memory")
     fig = plt.figure(figsize=PAGE, layout="constrained")
     grid = fig.add_gridspec(len(rows), 1 if memory is None else 2, width_ratios=None if memory is None else [4, 1],
@@ -311,9 +317,11 @@ def attention_figure(path: Path, title: str) -> Figure:
         ax = fig.add_subplot(grid[i, 0])
         weighting = " head " in name
         cmap = "viridis" if weighting else "Greys"
-        extent = (-0.5, image.shape[1] - 0.5, high - 0.5, low - 0.5) if weighting else None  # true location numbers
-        ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1, extent=extent)
-        weight_axes += [ax] if weighting else []
+        ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1)
+        if weighting:  # rows are the drawn locations: label them with their numbers
+            ticks = np.unique(np.linspace(0, len(shown_locations) - 1, min(6, len(shown_locations))).round().astype(int))
+            ax.set_yticks(ticks, [str(shown_locations[t]) for t in ticks])
+            weight_axes.append(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, loc="left", fontsize=9, pad=2)
         ax.set_ylabel("location" if weighting else "bit", fontsize=8)
