@@ -47,7 +47,12 @@ def index_markdown(ledger: list[Claim], reports: Path) -> str:
             rows.append([claim.id, claim.claim, row["verdict"], report, row["ours"], row["deviations"]])
         if claim.id not in found:
             verdicts[NOT_RUN] += 1
-            why = claim.not_run or f"no committed report runs its experiment yet: `{claim.command}`"
+            if claim.not_run:
+                why = claim.not_run
+            elif claim.experiment:
+                why = f"no committed report runs its experiment yet: `{claim.command}`"
+            else:
+                why = f"settled by `{claim.command}`, not by a report: no verdict computed yet"
             rows.append([claim.id, claim.claim, NOT_RUN, "-", why, "; ".join(claim.deviations)])
     counts = ", ".join(f"{verdict} {n}" for verdict, n in sorted(verdicts.items()))
     lines = [
