@@ -60,3 +60,5 @@ def test_a_claims_experiment_gets_a_verdict_page_and_a_line_in_the_index(tmp_pat
     line = f"| I7 | Forward-only shifts ([0, 1]) also learn copy. | contradicted | [forward_shifts](forward_shifts.pdf) p. {rows['I7']['page']} |"
     assert line in index
     assert "| N7 | Curriculum learning is an open question. | not run | - | ntm-repro has no curriculum option" in index
+    assert "| G10 | Parameter counts of every architecture and task. | not run | - | settled by `ntm-repro-params" in index
+    assert "| G1 | Copy - both NTMs learn much faster than the LSTM and reach a far lower cost. | not run | - | no committed report" in index
