@@ -116,7 +116,7 @@ def test_sweep_logs_one_offline_run_per_job_grouped_by_sweep(tmp_path, batched):
     (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.name != "single"]
     folders = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(folders) == 2
-    run_ids = set()
+    run_ids, job_types = set(), set()
     for folder in folders:
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["status"] == "completed"
@@ -136,7 +136,11 @@ def test_sweep_logs_one_offline_run_per_job_grouped_by_sweep(tmp_path, batched):
         assert run["exit_code"] == 0
         metrics = pd.read_csv(folder / "metrics.csv")  # the CSV logger still writes its metrics
         assert set(metrics["split"]) == {"train", "val"} and metrics["sequences"].max() == 32
+        job_types.add(run["run"].job_type)
+        assert run["config"]["hydra_choices"]["model"] == "ntm" and "experiment" in run["config"]["hydra_choices"]
     assert len(run_ids) == 2  # each job its own W&B run
+    (shared,) = job_types  # the seeds of one configuration share a job_type, as the report's label
+    assert shared.startswith("ntm_copy ") and len(shared) <= 64 and "seed" not in shared
 
 
 def test_train_called_directly_logs_without_hydra_and_without_csv(tmp_path, monkeypatch, compose_cfg):
@@ -196,3 +200,16 @@ def test_the_sweep_group_is_read_from_the_run_folder_outside_hydra(tmp_path):
     (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: RUN\n")
     assert sweep_group(str(job)) is None
     assert sweep_group(str(tmp_path)) is None  # not a Hydra job folder
+
+
+def test_job_type_is_the_configuration_without_the_seed_cut_to_wandbs_limit():
+    from ntm_repro.training.wandb_logger import job_type
+
+    config = {"model": {"name": "ntm1"}, "task": {"name": "copy"}}
+    assert job_type(config, ["model=ntm1", "seed=3", "threads=2", "hydra.sweep.dir=x"]) == "ntm1_copy"
+    short = job_type(config, ["seed=1", "optimizer.lr=1e-3", "experiment=structured/copy"])
+    assert short == "ntm1_copy experiment=structured/copy optimizer.lr=1e-3"  # sorted, whatever the order typed
+    long = [f"setting.number{i}=value{i}" for i in range(6)]
+    cut = job_type(config, ["seed=0", *long])
+    assert len(cut) == 64 and cut != job_type(config, ["seed=0", *long[:-1], "setting.number5=other"])
+    assert job_type({}, ["seed=0"]) is None  # no model or task in the config: W&B's default

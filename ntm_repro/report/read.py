@@ -3,7 +3,6 @@ level, and one row per folder skipped or read with a caveat, with its reason."""
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import io
 import json
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ntm_repro.training.run_folder import ALONG, GENERALISATION, PROVENANCE, Status
+from ntm_repro.training.run_folder import ALONG, GENERALISATION, PROVENANCE, Status, is_science
 
 RUN_FILES = ("summary.json", "config.yaml", "metrics.csv")
 METRIC_COLUMNS = ("step", "sequences", "split", "cost_bits", "bit_errors")
@@ -28,13 +27,6 @@ ALONG_COLUMNS = ("sequences_trained", *LEVEL_COLUMNS)
 TRACE_ARRAYS = ("inputs", "targets", "mask", "outputs")  # an attention trace has at least these
 NOT_CONVERGED = (Status.DIVERGED, Status.FAILED)  # statuses that count as not converged, whatever the metrics say
 IDENTITY = {"model": "model.name", "task": "task.name", "seed": "seed"}  # column -> config key
-# Override keys that change how a run is executed, resumed or logged, not what it learns:
-# runs differing only in these share a label (shell-style patterns: logger* is the logger
-# group and every logger.* key, seed_batch* and hydra* likewise).
-NOT_SCIENCE = (
-    "threads", "resume", "train.compile", "model.engine", "train.checkpoint_every", "train.keep_checkpoints", "logger*",
-    "seed_batch*", "hydra*",
-)
 
 
 class NoRuns(Exception):
@@ -296,11 +288,6 @@ def resolved_value(run: pd.Series, key: str) -> str:
         return "none" if choice is None else str(choice)  # e.g. no experiment preset
     value = _lookup(run["config"], key)
     return "default" if value is None or isinstance(value, dict) else str(value)  # a group without Hydra's record
-
-
-def is_science(key: str) -> bool:
-    """Whether an override key can change what a run learns (not in :data:`NOT_SCIENCE`)."""
-    return not any(fnmatch.fnmatchcase(key, pattern) for pattern in NOT_SCIENCE)
 
 
 def tells_apart(key: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import fnmatch
 import functools
 import io
 import json
@@ -42,7 +43,28 @@ class Status(str, Enum):
 FINISHED = (Status.COMPLETED, Status.DIVERGED)
 LOCK = ".lock"
 PROVENANCE = "provenance.jsonl"
+# Override keys that change how a run is executed, resumed or logged, not what it learns:
+# runs differing only in these are one configuration (the report's labels, W&B's job_type;
+# shell-style patterns: logger* is the logger group and every logger.* key, hydra* likewise).
+NOT_SCIENCE = (
+    "threads", "resume", "train.compile", "model.engine", "train.checkpoint_every", "train.keep_checkpoints", "logger*",
+    "seed_batch*", "hydra*",
+)
 KEPT = "checkpoints"  # checkpoints kept along the run (train.keep_checkpoints): sequences_<N>.ckpt
+
+
+def is_science(key: str) -> bool:
+    """Whether an override key can change what a run learns (not in :data:`NOT_SCIENCE`)."""
+    return not any(fnmatch.fnmatchcase(key, pattern) for pattern in NOT_SCIENCE)
+
+
+def configuration(overrides: Sequence[str]) -> list[str]:
+    """The overrides that make a run's configuration: all but the seed and those that do not
+    change what it learns (:func:`is_science`), sorted."""
+    pairs = (override.lstrip("+~").split("=", 1) for override in overrides if "=" in override)
+    return sorted(f"{key}={value}" for key, value in pairs if key != "seed" and is_science(key))
+
+
 #: the command line as the user typed it, set by ``ntm-repro`` for every process it starts
 COMMAND_ENV = "NTM_REPRO_COMMAND"
 

@@ -13,6 +13,7 @@ without it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from ntm_repro.errors import ConfigError
-from ntm_repro.training.run_folder import Status
+from ntm_repro.training.run_folder import Status, configuration
 
 MODES = ("offline", "online", "disabled")
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}  # older spellings WANDB_MODE accepts
@@ -51,6 +52,36 @@ def finish_open_runs() -> None:
             _open_runs.pop().finish(exit_code=1)
         except Exception:  # noqa: BLE001
             pass
+
+
+JOB_TYPE_LENGTH = 64  # W&B's limit
+
+
+def _hydra_record(save_dir: str) -> tuple[list[str], dict[str, Any]]:
+    """The job's command-line overrides and Hydra's config-group choices (the experiment
+    preset among them), from the run folder's ``.hydra/`` (none outside Hydra)."""
+    from omegaconf import OmegaConf
+
+    folder = Path(save_dir) / ".hydra"
+    overrides = OmegaConf.to_container(OmegaConf.load(folder / "overrides.yaml")) if (folder / "overrides.yaml").is_file() else []
+    record = OmegaConf.load(folder / "hydra.yaml") if (folder / "hydra.yaml").is_file() else None
+    choices = OmegaConf.to_container(OmegaConf.select(record, "hydra.runtime.choices") or {}) if record else {}
+    return [str(o) for o in overrides or []], {k: v for k, v in (choices or {}).items() if not str(k).startswith("hydra/")}
+
+
+def job_type(config: Mapping[str, Any], overrides: Sequence[str]) -> str | None:
+    """``<model>_<task>`` and the configuration's other overrides (seed and settings that do
+    not change what it learns left out): the seeds of one configuration share it, so W&B
+    groups them as the report does. Cut to W&B's 64 characters with a hash of the rest."""
+    name = _default_name({**config, "seed": 0})
+    if name is None:
+        return None
+    words = [w for w in configuration(overrides) if not w.startswith(("model=", "task="))]
+    text = " ".join([name.removesuffix("_s0"), *words])
+    if len(text) <= JOB_TYPE_LENGTH:
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{text[: JOB_TYPE_LENGTH - 9]}~{digest}"
 
 
 def _default_name(config: Mapping[str, Any]) -> str | None:
@@ -143,6 +174,10 @@ class WandbLogger(Logger):
         self._save_dir = str(save_dir)
         self._mode = _mode(mode)
         self._config = _read_config(self._save_dir)
+        overrides, choices = _hydra_record(self._save_dir)
+        self._job_type = job_type(self._config, overrides)
+        if choices:
+            self._config["hydra_choices"] = choices  # e.g. which experiment preset, by name
         self._name = name or _default_name(self._config)
         self._group = group or sweep_group(self._save_dir)
         self._results_logged = False
@@ -177,6 +212,7 @@ class WandbLogger(Logger):
                 dir=str(wandb_dir),
                 mode=self._mode,
                 group=self._group,
+                job_type=self._job_type,
                 name=self._name,
                 tags=tags,
                 config=self._config,
