@@ -12,7 +12,8 @@ from ntm_repro.claims import _claim
 from ntm_repro.report.figures import used_locations
 from ntm_repro.report.traces import level_order, r_squared, trace_statistics
 from ntm_repro.report import stats
-from ntm_repro.report.paper_figures import overlay_points, share_below
+from ntm_repro.report.paper_figures import overlay_points
+from ntm_repro.report.stats import share_below
 from ntm_repro.report.verdicts import Verdict
 
 

@@ -16,34 +16,12 @@ from matplotlib.lines import Line2D
 from ntm_repro.report.figures import (
     COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks,
 )
+from ntm_repro.report.stats import share_below
 from ntm_repro.report.traces import level_order, priority_writes, r_squared
 
 SEEDS_PER_ROW = 10  # training-loss panels per model on a page
 SPIKE = {"marker": "v", "color": "crimson", "ms": 4, "ls": "none"}
 PAPER = {"marker": "D", "ms": 8, "mfc": "none", "mew": 1.8, "ls": "none"}
-
-
-def share_below(val: pd.DataFrame, criterion: float) -> pd.DataFrame:
-    """Per task, model (label) and validation point: the share of the model's runs below
-    ``criterion`` at that point, and the share holding below it from there to the end (the
-    runs' last logged point carried forward, so a run that stopped early still counts)."""
-    rows = []
-    for (task, label), group in val.groupby(["task", "label"], sort=False):
-        grid = np.sort(group["sequences"].unique())
-        below = np.zeros(len(grid))
-        holding = np.zeros(len(grid))
-        runs = group.sort_values("sequences").groupby("run")
-        for _, run in runs:
-            seqs, ok = run["sequences"].to_numpy(), (run["bit_errors"] < criterion).to_numpy()
-            at = np.searchsorted(seqs, grid, side="right") - 1  # the run's latest point at or before each grid point
-            known = at >= 0
-            below[known] += ok[at[known]]
-            held_from_here = np.logical_and.accumulate(ok[::-1])[::-1]
-            holding[known] += held_from_here[at[known]]
-        count = runs.ngroups
-        rows += [{"task": task, "label": label, "sequences": s, "below": b / count, "holding": h / count, "runs": count}
-                 for s, b, h in zip(grid, below, holding)]
-    return pd.DataFrame(rows)
 
 
 def holding_figures(metrics: pd.DataFrame, criterion: float, colours: dict[str, tuple]) -> Pages:
@@ -55,7 +33,7 @@ def holding_figures(metrics: pd.DataFrame, criterion: float, colours: dict[str, 
         fig, axes = plt.subplots(2, len(tasks), figsize=PAGE, layout="constrained", squeeze=False, sharex="col", sharey=True)
         for column, task in enumerate(tasks):
             data = shares[shares["task"] == task]
-            for (label, runs), group in data.groupby(["label", "runs"], sort=False):
+            for label, group in data.groupby("label", sort=False):
                 for ax, y in zip(axes[:, column], ("below", "holding")):
                     ax.step(group["sequences"], group[y], where="post", color=colours[label], lw=1.8)
             axes[0, column].set_title(f"{task} ({val.loc[val['task'] == task, 'run'].nunique()} runs)")

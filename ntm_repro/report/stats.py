@@ -91,12 +91,38 @@ class Criteria:
         ]
 
 
+def held_to_the_end(below: np.ndarray) -> np.ndarray:
+    """For each point (in order): whether it and every later point is below."""
+    return np.logical_and.accumulate(np.asarray(below, dtype=bool)[::-1])[::-1]
+
+
 def held_from(sequences: np.ndarray, bit_errors: np.ndarray, threshold: float) -> float:
     """Sequences seen at the first validation point from which bit errors stay below
     ``threshold`` to the end (points in order); NaN if the last point is not below it."""
-    below = np.asarray(bit_errors, dtype=float) < threshold
-    held = np.logical_and.accumulate(below[::-1])[::-1]
+    held = held_to_the_end(np.asarray(bit_errors, dtype=float) < threshold)
     return float(np.asarray(sequences)[held.argmax()]) if held.any() else math.nan
+
+
+def share_below(val: pd.DataFrame, criterion: float) -> pd.DataFrame:
+    """Per task, model (label) and validation point: the share of the model's runs below
+    ``criterion`` at that point, and the share holding below it from there to the end (the
+    runs' last logged point carried forward, so a run that stopped early still counts)."""
+    rows = []
+    for (task, label), group in val.groupby(["task", "label"], sort=False):
+        grid = np.sort(group["sequences"].unique())
+        below = np.zeros(len(grid))
+        holding = np.zeros(len(grid))
+        runs = group.sort_values("sequences").groupby("run")
+        for _, run in runs:
+            seqs, ok = run["sequences"].to_numpy(), (run["bit_errors"] < criterion).to_numpy()
+            at = np.searchsorted(seqs, grid, side="right") - 1  # the run's latest point at or before each grid point
+            known = at >= 0
+            below[known] += ok[at[known]]
+            holding[known] += held_to_the_end(ok)[at[known]]
+        count = runs.ngroups
+        rows += [{"task": task, "label": label, "sequences": s, "below": b / count, "holding": h / count, "runs": count}
+                 for s, b, h in zip(grid, below, holding)]
+    return pd.DataFrame(rows)
 
 
 def first_reached(sequences: np.ndarray, bit_errors: np.ndarray, threshold: float) -> float:
