@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from ntm_repro.cli_args import expand_ranges, hydra_error_line
 from ntm_repro.console import say
 from ntm_repro.errors import ConfigError, RunInterrupted
-from ntm_repro.training.run_folder import COMMAND_ENV, Status, outcome_line, sweep_outcome
+from ntm_repro.training.run_folder import COMMAND_ENV, Status, objective_value, outcome_line, sweep_outcome
 
 _exit_status: list[int] = []  # a job's or the sweep's reason to exit non-zero (the largest wins)
 
@@ -33,9 +33,10 @@ def _fail(message: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ntm_repro.conf", config_name="config")
-def _job(cfg: DictConfig) -> None:
+def _job(cfg: DictConfig) -> float | None:
     """One job: a population of one seed (a single run, or a job of a launcher that runs
-    jobs one by one, e.g. ``hydra/launcher=basic`` or ``joblib``)."""
+    jobs one by one, e.g. ``hydra/launcher=basic`` or ``joblib``). Returns the run's
+    ``objective`` for a sweeper (NaN if it did not complete; None if it never started)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     from ntm_repro.training.run import train  # torch and Lightning load only for real jobs
 
@@ -55,6 +56,7 @@ def _job(cfg: DictConfig) -> None:
     say(outcome_line(run_dir, summary))
     if summary["status"] != Status.COMPLETED:
         _exit_status.append(1)
+    return objective_value(run_dir, str(cfg.objective))
 
 
 class SweepOutcome(Callback):

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ntm_repro.cli_args import hydra_error_line
 from ntm_repro.console import say
 from ntm_repro.errors import ConfigError, RunInterrupted
-from ntm_repro.training.run_folder import acquire_lock, check_free, outcome_line, release_lock, sweep_outcome
+from ntm_repro.training.run_folder import acquire_lock, check_free, objective_value, outcome_line, release_lock, sweep_outcome
 
 log = logging.getLogger(__name__)
 
@@ -232,4 +232,6 @@ class PopulationLauncher(Launcher):
         if stopped:
             line = sweep_outcome(sweep_dir)
             raise RunInterrupted(stopped[0], line or f"{sweep_dir}: interrupted")
+        for ret, (cfg, run_dir) in zip(returns, runs):  # what each job gives a sweeper (Optuna): its objective
+            ret.return_value = objective_value(run_dir, str(cfg.objective))
         return list(returns)

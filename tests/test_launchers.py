@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
@@ -122,3 +123,30 @@ def test_populations_through_submitit_locally(tmp_path):
     assert all(r["status"] == "completed" and r["trained_with_seeds"] == [0, 1] for r in runs), runs
     (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.name != "single"]
     assert len([p for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit()]) == 2  # one submitit job per population
+
+
+@needs_cli
+def test_optuna_trials_minimise_each_runs_final_validation_bit_errors(tmp_path):
+    """hydra/sweeper=optuna_lr with two trials: each job returns its run's objective (the
+    final validation bit errors), so Optuna's best value is the better run's."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "optuna"
+    result = subprocess.run(
+        [NTM_REPRO, "-m", "hydra/sweeper=optuna_lr", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    finals = [json.loads(p.read_text())["final"]["val/bit_errors"] for p in sweep.glob("*/summary.json")]
+    assert len(finals) == 2
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(finals))
+    assert set(best["best_params"]) == {"optimizer.lr"}  # controller.size, set on the command line (TINY), is fixed
+
+
+@needs_cli
+def test_an_objective_that_is_no_final_metric_is_one_line(tmp_path):
+    result = subprocess.run([NTM_REPRO, *TINY, "objective=val/accuracy"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("ntm-repro: error: objective=val/accuracy: not a final metric of this run; "
+                                     "choose one of val/bit_errors, val/cost_bits, train/bit_errors, train/cost_bits")

@@ -103,6 +103,13 @@ def build_networks(cfg: DictConfig, task: Task, seeds: Sequence[Any]) -> list[to
     return networks
 
 
+def check_objective(cfg: DictConfig, task) -> None:
+    """``objective`` (what a job returns to a sweeper) must be a final metric of the run."""
+    names = [f"{split}/{metric}" for split in ("val", "train") for metric in ("bit_errors", "cost_bits", *task.extra_metrics)]
+    if cfg.get("objective", names[0]) not in names:
+        raise ConfigError(f"objective={cfg.get('objective')}: not a final metric of this run; choose one of {', '.join(names)}")
+
+
 def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int | None = None) -> Setup:
     """Check the config and build task, model, optimizer, loggers and trainer; every
     problem found here is a ConfigError (one line naming the key). ``cfgs``: one config per
@@ -116,6 +123,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     keep_every = _steps(keep, batch_size, "train.keep_checkpoints") if keep else 0
     torch.set_num_threads(positive(cfg.threads, "threads"))
     task = build_task(cfg.task)
+    check_objective(cfg, task)
     networks = build_networks(cfg, task, [seed_cfg.seed for seed_cfg in cfgs])
     network = networks[0]
     check_memory_capacity(task, cfg.model)

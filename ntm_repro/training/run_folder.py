@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import io
 import json
+import math
 import os
 import platform
 import socket
@@ -75,6 +76,14 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
         return json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def objective_value(run_dir: Path, name: str) -> float:
+    """What a job returns to a sweeper (``objective``): the final metric ``name`` of a
+    completed run's summary, NaN otherwise (a failed trial for Optuna)."""
+    summary = read_summary(run_dir)
+    value = (summary.get("final") or {}).get(name)
+    return float(value) if summary.get("status") == Status.COMPLETED and value is not None else math.nan
 
 
 def _now() -> str:
