@@ -28,6 +28,7 @@ def runs_table(groups: dict[str, dict], budget: float = 1000.0) -> pd.DataFrame:
         for seed, value in enumerate(spec["values"]):
             rows.append({
                 "run": f"{model}_s{seed}", "model": model, "seed": seed, "value": value, "budget": budget,
+                "status": spec.get("status", "completed"),
                 "overrides": {"model": model, "seed": str(seed), **spec.get("overrides", {})},
                 "choices": {"model": model, "experiment": spec.get("experiment")},
                 "config": spec.get("config", {}),
@@ -231,3 +232,17 @@ def test_a_share_among_converged_runs_counts_only_those():
     found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
     assert found.verdict == "not run" and found.ours[0] == "not run: a: no converged runs"
     assert "among its converged runs" in c.rule
+
+
+def test_only_finished_runs_count_and_the_others_are_named():
+    c = claim("model=a,b", SEQUENCES, seeds="0-1")
+    table = runs_table({"a": {"values": [1, 2]}, "b": {"values": [3, 4]}})
+    table.loc[len(table)] = {**table.iloc[0].to_dict(), "run": "a_running", "status": "running"}
+    table.loc[len(table)] = {**table.iloc[0].to_dict(), "run": "a_failed", "status": "failed"}
+    table.loc[len(table)] = {**table.iloc[0].to_dict(), "run": "a_diverged", "status": "diverged"}
+    matched = verdicts.match(c, table)
+    assert sorted(matched.tags) == ["a_diverged", "a_s0", "a_s1", "b_s0", "b_s1"]  # a diverged run has an outcome
+    assert matched.deviations == ["2 run(s) without an outcome left out (1 running, 1 failed)"]
+    running = runs_table({"a": {"values": [1, 2], "status": "running"}})
+    found = verdicts.decide(c, running, running[["run"]].assign(sequences_to_converge=1.0), pd.DataFrame())
+    assert found.verdict == "not run" and found.ours == ["none of its 2 runs has finished"]

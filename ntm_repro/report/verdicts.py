@@ -13,6 +13,7 @@ import yaml
 
 from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, statistic_title
 from ntm_repro.report.read import is_science, resolved_value
+from ntm_repro.training.run_folder import FINISHED
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
 
 NEVER = ("sequences_to_converge", "first_reached")  # missing means never: counted as inf
@@ -49,14 +50,16 @@ class Matched:
 
     tags: dict[str, tuple[str, ...]]
     deviations: list[str]
+    unfinished: int = 0  # runs of the experiment without an outcome yet, not in ``tags``
 
 
 def match(claim: Claim, runs: pd.DataFrame) -> Matched:
     """The runs of ``claim``'s experiment: each of its overrides (seed and train.sequences
-    aside) has one of the listed values, and no preset unless it names one. A science
-    override the experiment does not name is a deviation when every matching run sets it
-    alike; otherwise the runs setting it are left out (an ablation beside the experiment's
-    own runs), saying so. Budgets and seeds short of the ledger's are deviations too."""
+    aside) has one of the listed values, and no preset unless it names one; only runs that
+    finished (completed or diverged) count, the others are named. A science override the
+    experiment does not name is a deviation when every matching run sets it alike;
+    otherwise the runs setting it are left out (an ablation beside the experiment's own
+    runs), saying so. Budgets and seeds short of the ledger's are deviations too."""
     sweep = {key: values for key, values in claim.sweep.items() if key not in SIZE_KEYS}
     sweep.setdefault(PRESET, (NO_PRESET,))
     tags: dict[str, tuple[str, ...]] = {}
@@ -71,8 +74,15 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
             chosen.append(index)
     matched = runs.loc[chosen]
     deviations: list[str] = []
+    unfinished = matched[~matched["status"].isin(FINISHED)]  # running, interrupted, failed: no outcome yet
+    if len(unfinished):
+        statuses = ", ".join(f"{n} {status}" for status, n in unfinished["status"].value_counts().items())
+        deviations.append(f"{len(unfinished)} run(s) without an outcome left out ({statuses})")
+        matched = matched.drop(unfinished.index)
+        for name in unfinished["run"]:
+            tags.pop(name)
     if matched.empty:
-        return Matched(tags=tags, deviations=deviations)
+        return Matched(tags=tags, deviations=deviations, unfinished=len(unfinished))
     extra = sorted({key for overrides in matched["overrides"] for key in overrides
                     if key not in sweep and key not in SIZE_KEYS and is_science(key)})
     for key in extra:
@@ -97,7 +107,7 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
         short = [f"{' '.join(v for v in group if v != NO_PRESET)}: {n}" for group, n in counts.items() if n < claim.seeds]
         if short:
             deviations.append(f"runs per configuration below the ledger's {claim.seeds} seeds ({'; '.join(short)})")
-    return Matched(tags=tags, deviations=deviations)
+    return Matched(tags=tags, deviations=deviations, unfinished=len(unfinished))
 
 
 def statistic(name: str, run_stats: pd.DataFrame, generalisation: pd.DataFrame) -> pd.Series:
@@ -300,9 +310,11 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
     if not claim.experiment:
         return None
     matched = match(claim, runs)
-    if not matched.tags:
-        return None
     deviations = list(claim.deviations) + matched.deviations
+    if not matched.tags:
+        if not matched.unfinished:
+            return None
+        return Verdict(claim, NOT_RUN, [f"none of its {matched.unfinished} runs has finished"], [""], deviations, 0, {})
     if not claim.checks:
         return Verdict(claim, NOT_DECIDED, [f"{len(matched.tags)} runs; the rule is not computed by ntm-repro yet"],
                        [""], deviations, len(matched.tags), matched.tags)
