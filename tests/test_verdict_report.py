@@ -42,6 +42,10 @@ def test_a_claims_experiment_gets_a_verdict_page_and_a_line_in_the_index(tmp_pat
     assert list(rows) == ["I2", "I3", "I4", "I7"] and "every run sets model.shifts=[0,1]" in rows["I2"]["deviations"]
     assert rows["I3"]["verdict"] == "not run" and "no runs of rmsprop" in rows["I3"]["ours"]
 
+    only_png = subprocess.run([COMMANDS["ntm-repro-report"], str(sweep), "--out", str(tmp_path / "png"), "--format", "png"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert only_png.returncode == 0, only_png.stderr
+    assert not list((tmp_path / "png").glob("*.pdf")) and len(list((tmp_path / "png" / "forward_shifts").glob("*.png"))) == len(pngs)
     pages = pypdf.PdfReader(reports / "forward_shifts.pdf").pages
     text = [" ".join(page.extract_text().split()) for page in pages]
     first, verdict_page = text[0], text[int(rows["I7"]["page"]) - 1]

@@ -42,6 +42,8 @@ class ReportWriter:
         self.pages += 1
         if self._pdf is not None:
             fig.savefig(self._pdf, format="pdf")
+        else:
+            fig.draw_without_rendering()  # the layout the PDF would have had
         fig.set_layout_engine("none")  # laid out once: the PNG keeps the PDF page's layout
         image = io.BytesIO()
         fig.savefig(image, format="png")
