@@ -118,7 +118,7 @@ def test_power_of_mann_whitney_is_the_smallest_shift_it_detects():
     x, y = [10, 20, 30, 40, 50], [15, 25, 35, 45, 55]
     found = decide(c, runs_table({"a": {"values": x}, "b": {"values": y}}), "final_cost_bits")
     assert found.verdict == "inconclusive"
-    assert found.power == ["it would have detected the first group lower by 15 or more"]
+    assert found.power == ["it would have detected the first group lower by more than 15"]
     # three runs each: the best split gives p = 1/20, never below 0.05; four each gives 1/70
     found = decide(c, runs_table({"a": {"values": x[:3]}, "b": {"values": y[:3]}}), "final_cost_bits")
     assert found.power == ["no outcome of 3 against 3 runs reaches Holm p < 0.05; 4 runs each needed"]
@@ -246,3 +246,15 @@ def test_only_finished_runs_count_and_the_others_are_named():
     running = runs_table({"a": {"values": [1, 2], "status": "running"}})
     found = verdicts.decide(c, running, running[["run"]].assign(sequences_to_converge=1.0), pd.DataFrame())
     assert found.verdict == "not run" and found.ours == ["none of its 2 runs has finished"]
+
+
+def test_power_when_only_ties_stand_between_the_result_and_the_threshold():
+    """x = 1, 2, 3, 3, 3 against y = 3, 3, 3, 4, 5: with the ties at 3, U = 4.5 and the exact
+    one-sided p is 20/252 = 0.079; any shift of x down breaks the ties its way: U = 0, p = 1/252."""
+    c = claim("model=a,b", {"compare": ["a", "b"], "statistic": "spikes_after_reached"})
+    x, y = [1, 2, 3, 3, 3], [3, 3, 3, 4, 5]
+    assert mann_whitney(x, y, alternative="less")[:2] == (4.5, pytest.approx(20 / 252))
+    assert mann_whitney(np.array(x) - 1e-6, y, alternative="less")[:2] == (0.0, pytest.approx(1 / 252))
+    found = decide(c, runs_table({"a": {"values": x}, "b": {"values": y}}), "spikes_after_reached")
+    assert found.verdict == "inconclusive"
+    assert found.power == ["at the threshold: any shift of the first group down reaches Holm p < 0.05 (ties between the groups decide)"]

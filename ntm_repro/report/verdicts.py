@@ -180,21 +180,23 @@ def _mann_whitney_power(x: np.ndarray, y: np.ndarray, family: int) -> str:
         return (f"no outcome of {len(x)} against {len(y)} runs reaches Holm p < {ALPHA:g}; "
                 f"{_fewest_runs(family)} runs each needed")
     finite = x[np.isfinite(x)]
-    candidates = sorted({0.0, *(float(a - b) for a in finite for b in y[np.isfinite(y)] if a - b > 0)})
-    scale = max(1.0, float(np.abs(finite).max())) if len(finite) else 1.0
-    shifts = [c + 1e-9 * scale for c in candidates]
+    # the ranks change only where a shifted value passes one of the other group's: just past each difference
+    differences = sorted({0.0, *(float(a - b) for a in finite for b in y[np.isfinite(y)] if a - b > 0)})
+    past = 1e-9 * (max(1.0, float(np.abs(finite).max())) if len(finite) else 1.0)
 
     def reaches(shift: float) -> bool:
-        return mann_whitney(np.where(np.isfinite(x), x - shift, x), y, alternative="less")[1] * family < ALPHA
+        return mann_whitney(np.where(np.isfinite(x), x - shift - past, x), y, alternative="less")[1] * family < ALPHA
 
-    first, last = 0, len(shifts)  # binary search: a larger shift only lowers p
+    first, last = 0, len(differences)  # binary search: a larger shift only lowers p
     while first < last:
         middle = (first + last) // 2
-        first, last = (first, middle) if reaches(shifts[middle]) else (middle + 1, last)
-    if first == len(shifts):
+        first, last = (first, middle) if reaches(differences[middle]) else (middle + 1, last)
+    if first == len(differences):
         never = int(np.isinf(x).sum())
         return f"no shift of the first group's values reaches Holm p < {ALPHA:g} ({never} of its {len(x)} runs never got there)"
-    return f"it would have detected the first group lower by {_number(shifts[first])} or more"
+    if first == 0:  # the ties between the groups alone stood between the result and the threshold
+        return f"at the threshold: any shift of the first group down reaches Holm p < {ALPHA:g} (ties between the groups decide)"
+    return f"it would have detected the first group lower by more than {_number(differences[first])}"
 
 
 def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -> Outcome:
