@@ -6,12 +6,14 @@ paper's figure (Graves et al. Figs. 3, 7, 10, 11, 13, 18)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from ntm_repro.report.figures import (
     COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks,
@@ -57,20 +59,26 @@ def training_loss_figures(metrics: pd.DataFrame, run_stats: pd.DataFrame, colour
     for task, data in train.groupby("task", sort=False):
         labels = list(dict.fromkeys(data.sort_values("label")["label"]))
         seeds = sorted(data["seed"].unique())[:SEEDS_PER_ROW]
-        fig, axes = plt.subplots(len(labels), len(seeds), figsize=PAGE, layout="constrained", squeeze=False,
-                                 sharex=True, sharey=True)
+        fig, cells = plt.subplots(len(labels), len(seeds) + 1, figsize=PAGE, layout="constrained", squeeze=False,
+                                  sharex=True, sharey=True, width_ratios=[1.4] + [1] * len(seeds))
+        axes = cells[:, 1:]  # column 0 names each row's model
         for row, label in enumerate(labels):
+            cells[row, 0].set_axis_off()
+            cells[row, 0].text(1, 0.5, "\n".join(textwrap.wrap(label, 26)), transform=cells[row, 0].transAxes,
+                               ha="right", va="center", fontsize=7, color=colours[label])
             for column, seed in enumerate(seeds):
                 ax = axes[row, column]
                 run = data[(data["label"] == label) & (data["seed"] == seed)].sort_values("sequences")
+                if row == 0:
+                    ax.set_title(f"seed {seed}", fontsize=7, pad=2)
                 if run.empty:
                     ax.set_axis_off()
                     continue
                 ax.plot(run["sequences"], run["cost_bits"].clip(lower=1e-4), color=colours[label], lw=0.6)
                 marked = run[run["sequences"].isin(spikes.get(run["run"].iloc[0], ()))]
                 ax.plot(marked["sequences"], marked["cost_bits"].clip(lower=1e-4), **SPIKE)
-                ax.set_title(f"{label}, seed {seed}" if column == 0 else f"seed {seed}", fontsize=7, pad=2)
-                ax.tick_params(labelsize=6)
+                ax.tick_params(labelsize=6, labelleft=column == 0)  # column 0 of the cells holds no axis
+                ax.xaxis.set_major_locator(MaxNLocator(2))
         _log_y(axes[0, 0])
         axes[-1, 0].xaxis.set_major_formatter(THOUSANDS)
         axes[-1, 0].set_xlabel(SEQUENCES, fontsize=7)
