@@ -126,10 +126,11 @@ class Check:
         what = statistic_title(self.on)
         if self.kind == "compare":
             lower, higher = self.groups
+            opposite = f" (the opposite direction at Holm-adjusted p < {ALPHA:g}: contradicted)"
             if self.on == "converged":
                 return (f"{higher} converges in more runs than {lower}: one-sided Fisher exact test, Holm-adjusted "
-                        f"p < {ALPHA:g}")
-            return f"{what}: {lower} < {higher}, one-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g}"
+                        f"p < {ALPHA:g}{opposite}")
+            return f"{what}: {lower} < {higher}, one-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g}{opposite}"
         if self.kind == "share":
             among = " among its converged runs" if self.among else ""
             return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
