@@ -180,3 +180,14 @@ def test_a_compiled_step_is_not_recompiled_for_new_lengths(compose_cfg, batch):
             model(inputs).sum().backward()
             with torch.no_grad():
                 model(inputs)
+
+
+def test_fast_dev_run_is_a_completed_debug_run(tmp_path, compose_cfg):
+    summary = train(compose_cfg("+trainer.fast_dev_run=2"), tmp_path)
+    assert summary["status"] == "completed" and summary["steps"] == 2
+    assert summary["reason"] == "trainer.fast_dev_run: a debug run of 2 of 12 steps"
+
+
+def test_more_than_one_device_is_refused_in_one_line(tmp_path, compose_cfg):
+    with pytest.raises(ConfigError, match=r"^trainer.devices=2: one device per run is supported; run jobs in parallel"):
+        train(compose_cfg("trainer.devices=2"), tmp_path)

@@ -110,6 +110,17 @@ def check_objective(cfg: DictConfig, task) -> None:
         raise ConfigError(f"objective={cfg.get('objective')}: not a final metric of this run; choose one of {', '.join(names)}")
 
 
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """One device per run: several would start Lightning's distributed training, which the
+    learner's own loop does not support (the seeds of a configuration train together as a
+    population already)."""
+    devices = trainer_cfg.get("devices", 1)
+    if devices in (1, "1", "auto") or (OmegaConf.is_list(devices) and len(devices) == 1):
+        return
+    raise ConfigError(f"trainer.devices={devices}: one device per run is supported; run jobs in parallel instead "
+                      "(hydra.launcher.jobs=N under -m)")
+
+
 def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int | None = None) -> Setup:
     """Check the config and build task, model, optimizer, loggers and trainer; every
     problem found here is a ConfigError (one line naming the key). ``cfgs``: one config per
@@ -145,6 +156,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     seeds = [c.seed for c in cfgs]
     label = f"seed={','.join(map(str, seeds))}"
     stopper = StopAtStepBoundary()
+    check_devices(cfg.trainer)
     try:
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),

@@ -187,7 +187,9 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
         trainer.fit(learner, datamodule=setup.datamodule, ckpt_path=resume_from)
         if trainer.global_step < setup.max_steps:
             interrupted = setup.stopper.signum  # Ctrl-C: stopped after a whole step
-            if interrupted is None:
+            if trainer.fast_dev_run and interrupted is None:  # asked for: a debug run of a step or a few
+                reason = f"trainer.fast_dev_run: a debug run of {trainer.global_step} of {setup.max_steps} steps"
+            elif interrupted is None:
                 status, reason = Status.INTERRUPTED, f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
     except TrainingDiverged:
         status = Status.DIVERGED  # every seed: the reasons are the learner's
