@@ -204,3 +204,11 @@ def test_version_is_the_projects_and_python_dash_m_is_the_command():
     for command in ([NTM_REPRO, "--version"], [sys.executable, "-m", "ntm_repro", "--version"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and result.stdout == f"ntm-repro {__version__}\n", result.stderr
+
+
+def test_the_progress_bar_switches_off_from_the_config(tmp_path):
+    shown = run_cli(tmp_path, *TINY, "hydra.run.dir=on")
+    quiet = run_cli(tmp_path, *TINY, "trainer.enable_progress_bar=false", "hydra.run.dir=off")
+    assert shown.returncode == quiet.returncode == 0, quiet.stderr
+    assert "seq/s" in shown.stderr and "seq/s" not in quiet.stderr + quiet.stdout
+    assert "off: completed" in quiet.stdout + quiet.stderr  # the outcome line still ends the run

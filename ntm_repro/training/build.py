@@ -157,13 +157,17 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     label = f"seed={','.join(map(str, seeds))}"
     stopper = StopAtStepBoundary()
     check_devices(cfg.trainer)
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # trainer.enable_progress_bar=false switches off ours (Lightning's own is always off)
+    progress = [SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}")]
+    if not trainer_args.pop("enable_progress_bar", True):
+        progress = []
     try:
         trainer = pl.Trainer(
-            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            **trainer_args,
             max_steps=max_steps,
             logger=False,  # set below, once nothing else can fail: a W&B run is never left open
-            callbacks=[SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}"), stopper,
-                       *fault_injection()],
+            callbacks=[*progress, stopper, *fault_injection()],
             default_root_dir=str(run_dirs[0]),
             enable_checkpointing=False,
             enable_progress_bar=False,
