@@ -36,7 +36,7 @@ from functools import partial
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -44,7 +44,7 @@ from ntm_repro.tasks.base import Episode
 from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.module import SequenceLearner
-from ntm_repro.training.build import build_networks
+from ntm_repro.training.build import build_networks, trainer_arguments
 from ntm_repro.training.run import quiet_lightning
 from ntm_repro.training.trainable import trainable_model
 
@@ -133,7 +133,7 @@ class Bench:
         learner.on_train_start = lambda: None  # no validation before the first step
         learner.on_train_end = lambda: None
         trainer = pl.Trainer(
-            **OmegaConf.to_container(trainer_cfg, resolve=True), max_steps=steps, logger=False,
+            **trainer_arguments(trainer_cfg)[0], max_steps=steps, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             num_sanity_val_steps=0, limit_val_batches=0,
         )

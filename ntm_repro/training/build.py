@@ -121,6 +121,14 @@ def check_devices(trainer_cfg: DictConfig) -> None:
                       "(hydra.launcher.jobs=N under -m)")
 
 
+def trainer_arguments(trainer_cfg: DictConfig) -> tuple[dict[str, Any], bool]:
+    """``pl.Trainer``'s arguments from the ``trainer`` config (one device checked), and
+    whether our progress bar is on (``trainer.enable_progress_bar``; Lightning's is off)."""
+    check_devices(trainer_cfg)
+    arguments = OmegaConf.to_container(trainer_cfg, resolve=True)
+    return arguments, bool(arguments.pop("enable_progress_bar", True))
+
+
 def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int | None = None) -> Setup:
     """Check the config and build task, model, optimizer, loggers and trainer; every
     problem found here is a ConfigError (one line naming the key). ``cfgs``: one config per
@@ -156,18 +164,14 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     seeds = [c.seed for c in cfgs]
     label = f"seed={','.join(map(str, seeds))}"
     stopper = StopAtStepBoundary()
-    check_devices(cfg.trainer)
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    # trainer.enable_progress_bar=false switches off ours (Lightning's own is always off)
+    trainer_args, progress_bar = trainer_arguments(cfg.trainer)
     progress = [SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}")]
-    if not trainer_args.pop("enable_progress_bar", True):
-        progress = []
     try:
         trainer = pl.Trainer(
             **trainer_args,
             max_steps=max_steps,
             logger=False,  # set below, once nothing else can fail: a W&B run is never left open
-            callbacks=[*progress, stopper, *fault_injection()],
+            callbacks=[*(progress if progress_bar else []), stopper, *fault_injection()],
             default_root_dir=str(run_dirs[0]),
             enable_checkpointing=False,
             enable_progress_bar=False,
