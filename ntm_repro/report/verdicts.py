@@ -139,6 +139,7 @@ class Outcome:
     power: str = ""
     p_claim: float = math.nan  # compare: the one-sided p of the claimed direction
     p_opposite: float = math.nan
+    samples: tuple[np.ndarray, np.ndarray] | None = None  # compare: the two groups' values tested
 
 
 def _number(value: float) -> str:
@@ -213,7 +214,7 @@ def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) 
     if check.on == "converged":
         ours = f"{lower} {int(x.sum())}/{len(x)} vs {higher} {int(y.sum())}/{len(y)} converged"
         return Outcome("", ours, p_claim=fisher_greater(int(y.sum()), len(y), int(x.sum()), len(x)),
-                       p_opposite=fisher_greater(int(x.sum()), len(x), int(y.sum()), len(y)))
+                       p_opposite=fisher_greater(int(x.sum()), len(x), int(y.sum()), len(y)), samples=(x, y))
     def counted(values: np.ndarray) -> str:
         reached = f", {int(np.isfinite(values).sum())} got there" if check.on in NEVER else ""
         return f"(n={len(values)}{reached})"
@@ -224,7 +225,7 @@ def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) 
     difference, low, high = bootstrap_median_difference(x, y)
     ours += f", difference {_number(difference)} [95% CI {_number(low)}, {_number(high)}]"
     return Outcome("", ours, p_claim=mann_whitney(x, y, alternative="less")[1],
-                   p_opposite=mann_whitney(x, y, alternative="greater")[1])
+                   p_opposite=mann_whitney(x, y, alternative="greater")[1], samples=(x, y))
 
 
 def _share(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -> Outcome:
@@ -275,11 +276,11 @@ def _settle_comparisons(outcomes: list[Outcome], checks: tuple[Check, ...]) -> N
         outcome.verdict = "confirmed" if p < ALPHA else "contradicted" if q < ALPHA else "inconclusive"
 
 
-def _power(check: Check, outcome: Outcome, values: pd.Series, tags: dict[str, tuple[str, ...]], family: int) -> str:
-    if check.kind != "compare" or outcome.verdict != "inconclusive" or outcome.power:
+def _power(check: Check, outcome: Outcome, family: int) -> str:
+    """What an inconclusive comparison could have detected, on the values it tested."""
+    if outcome.samples is None or outcome.verdict != "inconclusive":
         return outcome.power
-    x = values.reindex(members(check.groups[0], tags)).dropna().to_numpy()
-    y = values.reindex(members(check.groups[1], tags)).dropna().to_numpy()
+    x, y = outcome.samples
     return _fisher_power(x, y, family) if check.on == "converged" else _mann_whitney_power(x, y, family)
 
 
@@ -329,8 +330,7 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
     outcomes = [DECIDE[check.kind](check, values[check.on], runs) for check, runs in zip(claim.checks, counted)]
     _settle_comparisons(outcomes, claim.checks)
     family = sum(check.kind == "compare" for check in claim.checks)
-    power = [_power(check, outcome, values[check.on], runs, family)
-             for check, outcome, runs in zip(claim.checks, outcomes, counted)]
+    power = [_power(check, outcome, family) for check, outcome in zip(claim.checks, outcomes)]
     return Verdict(
         claim, combine([o.verdict for o in outcomes]), [f"{o.verdict}: {o.ours}" for o in outcomes],
         power, deviations, len(matched.tags), matched.tags,
