@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator, ScalarFormatter  # noqa: E402
 
-from ntm_repro.report.traces import level_order  # noqa: E402
+from ntm_repro.report.traces import level_order, shortest_arc  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 TASKS_PER_PAGE = 3
@@ -285,10 +285,8 @@ def used_locations(arrays: dict[str, np.ndarray], pad: int = 2) -> np.ndarray:
     used = np.flatnonzero(np.max([w.max(axis=(0, 1)) for w in weights], axis=0) > USED_WEIGHT)
     if not len(used):
         return np.arange(locations)
-    gaps = np.diff(np.concatenate([used, [used[0] + locations]]))  # from each used location to the next, around
-    after = int(np.argmax(gaps))  # the largest gap follows used[after]: the arc runs from the next one to it
-    start = int(used[(after + 1) % len(used)]) - pad
-    length = locations - int(gaps[after]) + 1 + 2 * pad
+    start, length = shortest_arc(used, locations)
+    start, length = start - pad, length + 2 * pad
     return np.arange(locations) if length >= locations else (start + np.arange(length)) % locations
 
 

@@ -29,12 +29,26 @@ def _moves_one(locations: np.ndarray, size: int) -> float:
     return float(max(np.mean(steps == 1), np.mean(steps == size - 1)))
 
 
+def shortest_arc(locations: np.ndarray, size: int) -> tuple[int, int]:
+    """The shortest arc of a circle of ``size`` locations that holds every one of
+    ``locations`` (the circle cut at the largest gap between them): its first location and
+    its length."""
+    used = np.unique(locations)
+    gaps = np.diff(np.concatenate([used, [used[0] + size]]))  # from each used location to the next, around
+    after = int(np.argmax(gaps))  # the largest gap follows used[after]
+    return int(used[(after + 1) % len(used)]), size - int(gaps[after]) + 1
+
+
 def unwrap(locations: np.ndarray, size: int) -> np.ndarray:
     """Locations on a circle laid out on a line cut at the largest gap between used ones."""
-    used = np.unique(locations)
-    gaps = np.diff(np.concatenate([used, [used[0] + size]]))
-    start = used[(int(np.argmax(gaps)) + 1) % len(used)]
-    return (locations - start) % size
+    return (locations - shortest_arc(locations, size)[0]) % size
+
+
+def input_steps(mask: np.ndarray) -> np.ndarray:
+    """The steps that present the input: those before the delimiter step that precedes the
+    first scored one (copy, priority sort)."""
+    scored = np.flatnonzero(mask)
+    return np.arange(max(int(scored[0]) - 1, 0) if len(scored) else max(len(mask) - 1, 0))
 
 
 def r_squared(x: np.ndarray, y: np.ndarray) -> float:
@@ -54,9 +68,7 @@ def trace_statistics(path: str) -> dict[str, float]:
         return result
     write, read, mask = arrays["write_weights"], arrays["read_weights"], arrays["mask"].astype(bool)
     size = write.shape[-1]
-    scored = np.flatnonzero(mask)
-    first = int(scored[0]) if len(scored) else len(mask)
-    inputs = np.arange(max(first - 1, 0))  # the steps before the delimiter that precedes the scored ones
+    scored, inputs = np.flatnonzero(mask), input_steps(mask)
     writes, reads = write[:, 0].argmax(-1), read[:, 0].argmax(-1)
     result["write_moves_one"] = _moves_one(writes[inputs], size)
     result["read_moves_one"] = _moves_one(reads[scored], size)
@@ -76,8 +88,7 @@ def priority_writes(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     head 1 writes it to (its most weighted, the circle unwrapped); None for other tasks."""
     if str(arrays.get("task")) != "priority_sort" or "write_weights" not in arrays:
         return None
-    mask = arrays["mask"].astype(bool)
-    inputs = np.arange(max(int(np.argmax(mask)) - 1, 0)) if mask.any() else np.arange(0)
+    inputs = input_steps(arrays["mask"].astype(bool))
     if len(inputs) < 3:
         return None
     write = arrays["write_weights"]
