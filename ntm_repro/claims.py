@@ -69,26 +69,34 @@ class LedgerError(ValueError):
 def statistic_title(name: str) -> str:
     """A statistic's name in words (``generalisation.bit_errors@50`` -> "bit errors per
     sequence at test level 50")."""
+    parsed = per_level(name)
+    if parsed is None:
+        return STATISTICS[name]
+    prefix, metric, level = parsed
+    what = "cost (bits per sequence)" if metric == "cost_bits" else "bit errors per sequence"
+    if prefix == ALONG:
+        return (f"Spearman correlation of {what} at test level {level} with sequences trained, over the "
+                "checkpoints kept along the run (below 0: falling)")
+    return f"{what} at test level {level}"
+
+
+def per_level(name: str) -> tuple[str, str, str] | None:
+    """A statistic at a test level, ``<prefix><metric>@<level>`` (prefix generalisation. or
+    along.), as (prefix, metric, level); None for any other name."""
     for prefix in (GENERALISATION, ALONG):
-        if name.startswith(prefix):
+        if name.startswith(prefix) and "@" in name:
             metric, level = name[len(prefix):].split("@", 1)
-            what = "cost (bits per sequence)" if metric == "cost_bits" else "bit errors per sequence"
-            if prefix == ALONG:
-                return (f"Spearman correlation of {what} at test level {level} with sequences trained, over the "
-                        "checkpoints kept along the run (below 0: falling)")
-            return f"{what} at test level {level}"
-    return STATISTICS[name]
+            return prefix, metric, level
+    return None
 
 
 def _check_statistic(name: str) -> str | None:
     """Why ``name`` is not a statistic a check can use, or None."""
     if name in STATISTICS:
         return None
-    for prefix in (GENERALISATION, ALONG):
-        if name.startswith(prefix) and "@" in name:
-            metric, level = name[len(prefix):].split("@", 1)
-            if metric in GENERALISATION_METRICS and level:
-                return None
+    parsed = per_level(name)
+    if parsed is not None and parsed[1] in GENERALISATION_METRICS and parsed[2]:
+        return None
     return (f"unknown statistic {name!r} (one of {', '.join(STATISTICS)}, or generalisation.<metric>@<level> or "
             f"along.<metric>@<level>, metric {' or '.join(GENERALISATION_METRICS)})")
 

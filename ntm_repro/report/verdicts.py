@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, statistic_title
+from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, per_level, statistic_title
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.training.run_folder import FINISHED
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
@@ -115,8 +115,9 @@ def statistic(name: str, run_stats: pd.DataFrame, generalisation: pd.DataFrame) 
     never converged or reached inf; a run without the value NaN)."""
     if name not in run_stats and name.startswith((TRACE, ALONG)):  # no run of the report has one
         return pd.Series(np.nan, index=run_stats["run"])
-    if name.startswith(GENERALISATION):
-        metric, level = name[len(GENERALISATION):].split("@", 1)
+    parsed = per_level(name)
+    if parsed is not None and parsed[0] == GENERALISATION:
+        _, metric, level = parsed
         rows = generalisation[generalisation["level"].astype(str) == level] if len(generalisation) else generalisation
         by_run = rows.groupby("run")[metric].mean() if len(rows) else pd.Series(dtype=float)
         return run_stats["run"].map(by_run).set_axis(run_stats["run"]).astype(float)
