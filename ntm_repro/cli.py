@@ -88,6 +88,11 @@ def main() -> None:
 
         print(f"ntm-repro {__version__}")
         return
+    if "--help" in argv or "-h" in argv:  # ours: usage and the presets (--hydra-help: Hydra's)
+        from ntm_repro.cli_help import help_text
+
+        print(help_text(), end="")
+        return
     os.environ[COMMAND_ENV] = json.dumps(["ntm-repro", *argv])  # for each run's provenance.jsonl, in every process
     register_launcher()
     try:

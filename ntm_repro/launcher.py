@@ -82,7 +82,10 @@ def _submit(work: list[tuple[list[DictConfig], list[Path]]], jobs: int, train: P
             folder: Path) -> Iterator[str]:
     """The populations as one submitit job array (SLURM, or local processes for a check),
     at most ``jobs`` tasks at once; waits for each task in turn."""
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("hydra.launcher.submitit: submitting needs the slurm extra; install it with pip install -e '.[slurm]'") from None
 
     executor = submitit.AutoExecutor(folder=str(folder / ".submitit" / "%j"), cluster=parameters.pop("cluster", None))
     executor.update_parameters(slurm_array_parallelism=jobs, **parameters)

@@ -33,6 +33,11 @@ def test_single_run(tmp_path):
     for name in ("config.yaml", "metrics.csv", "generalisation.csv", "last.ckpt", ".hydra/overrides.yaml"):
         assert (run / name).exists(), name
     assert f"{run}: completed" in result.stderr
+    # the job's log holds what the console said, with times (it was empty when the project printed)
+    (outcome,) = [line for line in result.stderr.splitlines() if line.startswith(f"{run}: completed")]
+    assert sorted(p.name for p in run.glob("*.log")) == ["ntm-repro.log"]
+    log = (run / "ntm-repro.log").read_text().splitlines()
+    assert log[0].endswith("training seed 0") and log[-1].endswith(outcome)
 
 
 def test_sweep_over_models_and_a_seed_range(tmp_path):
@@ -43,6 +48,8 @@ def test_sweep_over_models_and_a_seed_range(tmp_path):
     assert len(runs) == 6
     assert all(r["status"] == "completed" and r["sequences_seen"] == 64 for r in runs)
     assert sorted((r["model"], r["seed"]) for r in runs) == sorted((m, s) for m in ("ntm", "lstm") for s in range(3))
+    for run in (p for p in sweep.iterdir() if (p / "summary.json").is_file()):  # each run's log ends with its own outcome
+        assert (run / "ntm-repro.log").read_text().splitlines()[-1].endswith(f"{run}: completed" + result.stderr.split(f"{run}: completed")[1].splitlines()[0])
 
 
 def test_unknown_group_option_is_one_line_before_any_work(tmp_path):
@@ -212,3 +219,19 @@ def test_the_progress_bar_switches_off_from_the_config(tmp_path):
     assert shown.returncode == quiet.returncode == 0, quiet.stderr
     assert "seq/s" in shown.stderr and "seq/s" not in quiet.stderr + quiet.stdout
     assert "off: completed" in quiet.stdout + quiet.stderr  # the outcome line still ends the run
+
+
+def test_help_names_the_app_and_lists_presets_without_base_files(compose_cfg):
+    from ntm_repro.cli_help import presets
+
+    result = subprocess.run([NTM_REPRO, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: ntm-repro ")
+    assert "powered by Hydra" not in result.stdout and "graves/copy_lstm_ntm" in result.stdout
+    groups = presets()
+    assert "graves/shared" not in groups["experiment"] and "graves/graves_lstm" not in groups["experiment"]
+    assert {"model", "task", "experiment", "callbacks", "logger"} <= set(groups)
+    for group, options in groups.items():  # every preset listed can be chosen
+        for option in options:
+            compose_cfg(f"{group}={option}", tiny=False)
+    hydra_help = subprocess.run([NTM_REPRO, "--hydra-help"], capture_output=True, text=True, timeout=120)
+    assert hydra_help.returncode == 0 and "--cfg" in hydra_help.stdout

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,12 @@ def test_an_objective_that_is_no_final_metric_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("ntm-repro: error: objective=val/accuracy: not a final metric of this run; "
                                      "choose one of val/bit_errors, val/cost_bits, train/bit_errors, train/cost_bits")
+
+
+def test_submitting_without_the_slurm_extra_is_one_line_naming_it(monkeypatch, tmp_path):
+    from ntm_repro.errors import ConfigError
+    from ntm_repro.launcher import _submit
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    with pytest.raises(ConfigError, match=r"needs the slurm extra; install it with pip install -e '\.\[slurm\]'$"):
+        list(_submit([], 1, print, {"cluster": "slurm"}, tmp_path))

@@ -115,3 +115,22 @@ def test_a_path_without_runs_exits_2_with_one_line(tmp_path, make):
     assert result.returncode == 2
     assert result.stderr.startswith("ntm-repro-report: error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "reports").exists()
+
+
+def test_report_logged_to_wandb_in_the_sweeps_group(sweep, tmp_path):
+    from test_wandb import _read_offline_run, wandb_free_env
+
+    copy = tmp_path / sweep.name  # its wandb/ folder stays out of the shared sweep
+    shutil.copytree(sweep, copy)
+    result = subprocess.run([REPORT, str(copy), "--out", "out", "--format", "pdf", "--wandb"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env=wandb_free_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"run 'report sweep' in group {copy.name}" in result.stdout
+    (log,) = copy.glob("wandb/offline-run-*/run-*.wandb")
+    run = _read_offline_run(copy, log)
+    assert run["run"].run_group == copy.name and run["run"].job_type == "report"
+    (artifact,) = [a for a in run["artifacts"] if a.type == "report"]
+    tables = sorted(path.name for path in (tmp_path / "out" / "sweep").glob("*.csv"))
+    assert tables and sorted(entry.path for entry in artifact.manifest.contents) == sorted(["sweep.pdf", *tables])
+    logged = {key.rsplit("/", 1)[0] for key in run["summary"] if key.endswith("/_type")}
+    assert {f"report/{Path(name).stem}" for name in tables} <= logged  # each table also as a W&B table

@@ -85,8 +85,9 @@ def offline_run(run_folder: Path, wait_s: float = 0) -> dict:
         time.sleep(0.2)
 
 
-def _read_offline_run(run_folder: Path) -> dict:
-    (log,) = run_folder.glob("wandb/offline-run-*/run-*.wandb")
+def _read_offline_run(run_folder: Path, log: Path | None = None) -> dict:
+    if log is None:
+        (log,) = run_folder.glob("wandb/offline-run-*/run-*.wandb")
     out = {"history": [], "summary": {}, "config": {}, "exit_code": None, "run": None}
     for record in read_records(log):
         kind = record.WhichOneof("record_type")
@@ -101,6 +102,9 @@ def _read_offline_run(run_folder: Path) -> dict:
             out["summary"].update({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.summary.update})
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
+        elif kind == "artifact":
+            out.setdefault("artifacts", []).append(record.artifact)
+        out.setdefault("kinds", set()).add(kind)
     return out
 
 
@@ -213,3 +217,37 @@ def test_job_type_is_the_configuration_without_the_seed_cut_to_wandbs_limit():
     cut = job_type(config, ["seed=0", *long])
     assert len(cut) == 64 and cut != job_type(config, ["seed=0", *long[:-1], "setting.number5=other"])
     assert job_type({}, ["seed=0"]) is None  # no model or task in the config: W&B's default
+
+
+@pytest.mark.skipif(NTM_REPRO is None, reason="ntm-repro is not installed (pip install -e .)")
+def test_resume_continues_the_same_wandb_run_and_a_completed_run_logs_its_checkpoint(tmp_path):
+    command = [NTM_REPRO, "logger=wandb", *SHORT, "train.sequences=64", "train.checkpoint_every=8", f"hydra.run.dir={tmp_path / 'run'}"]
+    env = wandb_free_env(tmp_path)
+    stopped = subprocess.run(command, cwd=tmp_path, env={**env, "NTM_REPRO_SIGNAL_AT": "3:SIGINT"}, capture_output=True, text=True,
+                             timeout=300, stdin=subprocess.DEVNULL)
+    assert stopped.returncode == 130, stopped.stderr
+    resumed = subprocess.run([*command, "resume=true"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr
+    logs = sorted((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(logs) == 2  # one offline log per attempt, `wandb sync` joins them: the same run id
+    first, second = (_read_offline_run(tmp_path / "run", log) for log in logs)
+    assert first["run"].run_id == second["run"].run_id == (tmp_path / "run" / "wandb_id").read_text()
+    assert max(row.get("sequences", 0) for row in first["history"]) < 64 == max(row.get("sequences", 0) for row in second["history"])
+    models = [[a for a in run.get("artifacts", []) if a.type == "model"] for run in (first, second)]  # tables are artifacts too
+    assert not models[0]  # interrupted: no final checkpoint
+    (artifact,) = models[1]
+    assert "final" in artifact.aliases
+    assert [entry.path for entry in artifact.manifest.contents] == ["last.ckpt"]
+    assert {"output_raw", "stats"} <= second["kinds"]  # the console and system metrics, on by default
+
+
+def test_checkpoint_console_and_system_metrics_can_be_switched_off(tmp_path, monkeypatch, compose_cfg):
+    use_wandb_free_env(tmp_path, monkeypatch)
+    from ntm_repro.training.run import train
+
+    off = ["logger.wandb.log_checkpoint=false", "logger.wandb.system_metrics=false", "logger.wandb.console=false"]
+    assert train(compose_cfg("logger=wandb", *SHORT[len(TINY):], *off), tmp_path / "run")["status"] == "completed"
+    run = offline_run(tmp_path / "run", wait_s=20)
+    assert not [a for a in run.get("artifacts", []) if a.type == "model"]
+    assert not {"output_raw", "stats"} & run["kinds"], run["kinds"]

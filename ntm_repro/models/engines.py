@@ -10,9 +10,11 @@ equations)."""
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 
 import torch
+
+from ntm_repro.console import say
 
 ENGINES = ("reference", "fused")
 FUSED_DTYPES = (torch.float32, torch.float64)
@@ -33,7 +35,7 @@ def resolve_engine(requested: str) -> str:
     """The engine a model asking for ``requested`` gets: ``fused`` falls back to the
     reference, with one line on stderr (once per process), where it cannot run."""
     if requested == "fused" and (reason := fused_unavailable()):
-        print(f"ntm-repro: model.engine=fused is unavailable here ({reason}); using the reference engine", file=sys.stderr)
+        say(f"ntm-repro: model.engine=fused is unavailable here ({reason}); using the reference engine", logging.WARNING)
         return "reference"
     return requested
 

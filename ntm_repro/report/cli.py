@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ntm_repro.errors import ConfigError
 from ntm_repro.report.read import NoRuns, read_runs
 from ntm_repro.report.stats import Criteria
 
@@ -94,6 +95,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a line for the first page, shown as the report maker's (e.g. the commit of runs whose summaries could "
         "not record one); repeatable",
     )
+    parser.add_argument(
+        "--wandb", action="store_true",
+        help="also log the report and its tables to W&B, a run in the sweep's group (the first path's folder name); "
+        "offline unless WANDB_MODE=online, its files in <first path>/wandb/",
+    )
     return parser.parse_args(argv)
 
 
@@ -118,6 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     skipped = int((reading.issues["handling"] == "skipped").sum())
     files, rest = writer.written()
     print(f"{', '.join(files)}: {writer.pages} pages from {len(reading.runs)} runs ({skipped} skipped); {rest}")
+    if args.wandb:
+        from ntm_repro.report.to_wandb import log_report
+
+        first = Path(args.paths[0]).resolve()
+        try:
+            print(log_report(name, [Path(f) for f in files if Path(f).is_file()], sorted(writer.folder.glob("*.csv")), first.name, first))
+        except ConfigError as error:
+            _fail(str(error), 2)
 
 
 if __name__ == "__main__":

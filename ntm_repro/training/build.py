@@ -18,6 +18,7 @@ from ntm_repro.errors import ConfigError, positive
 from ntm_repro.models.factory import build_model
 from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Task
+from ntm_repro.training.callbacks import BestCheckpoint, StepEnd
 from ntm_repro.training.data import MAX_SEED, EpisodeDataModule, heldout
 from ntm_repro.training.instantiate import build_task, instantiate_checked
 from ntm_repro.training.module import SequenceLearner, mixing_figures
@@ -48,7 +49,7 @@ def build_optimizer(optimizer_cfg: DictConfig):
 def build_loggers(cfg: DictConfig, run_dir: Path, columns: list[str], resume_step: int | None = None) -> list:
     """Instantiate every entry of ``cfg.logger`` (a mapping of named loggers; empty for
     ``logger=none``), each given the run folder; the CSV log gets the extra ``columns``
-    and, resumed, keeps its rows up to ``resume_step``."""
+    and, resumed, keeps its rows up to ``resume_step``; W&B, resumed, continues its run."""
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
         if spec is None:
@@ -56,6 +57,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, columns: list[str], resume_ste
         extra = {"save_dir": str(run_dir)}
         if name == "csv":
             extra.update(extra_columns=columns, keep_until_step=resume_step)
+        if name == "wandb":  # resume=true continues the W&B run the folder names
+            extra.update(resume=bool(cfg.get("resume")))
         loggers.append(instantiate_checked(spec, **extra))
     return loggers
 
@@ -103,11 +106,38 @@ def build_networks(cfg: DictConfig, task: Task, seeds: Sequence[Any]) -> list[to
     return networks
 
 
-def check_objective(cfg: DictConfig, task) -> None:
+def metric_names(task: Task, splits: Sequence[str] = ("val", "train")) -> list[str]:
+    """The metrics a run of ``task`` logs, ``<split>/<name>``."""
+    return [f"{split}/{metric}" for split in splits for metric in ("bit_errors", "cost_bits", *task.extra_metrics)]
+
+
+def check_objective(cfg: DictConfig, task: Task) -> None:
     """``objective`` (what a job returns to a sweeper) must be a final metric of the run."""
-    names = [f"{split}/{metric}" for split in ("val", "train") for metric in ("bit_errors", "cost_bits", *task.extra_metrics)]
+    names = metric_names(task)
     if cfg.get("objective", names[0]) not in names:
         raise ConfigError(f"objective={cfg.get('objective')}: not a final metric of this run; choose one of {', '.join(names)}")
+
+
+def build_callbacks(cfg: DictConfig, task: Task, seeds: int) -> list[pl.Callback]:
+    """The ``callbacks`` group's Lightning callbacks (a mapping of named ones; empty for
+    ``callbacks=none``). A monitored metric must be one the held-out evaluation puts in
+    ``trainer.callback_metrics``; a best checkpoint is one run's, so not a population's."""
+    callbacks = []
+    names = metric_names(task, ["val"])
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None:
+            continue
+        monitor = spec.get("monitor")
+        if monitor is not None and monitor not in names:
+            raise ConfigError(f"callbacks.{name}.monitor={monitor}: not an evaluated metric; choose one of {', '.join(names)}")
+        callback = instantiate_checked(spec)
+        if not isinstance(callback, pl.Callback):
+            raise ConfigError(f"callbacks.{name}: {spec.get('_target_')} is not a Lightning Callback")
+        if isinstance(callback, BestCheckpoint) and seeds > 1:
+            raise ConfigError(f"callbacks.{name}: a best checkpoint is one run's, and {seeds} seeds train together here; "
+                              "run the seeds one by one with hydra/launcher=basic")
+        callbacks.append(callback)
+    return callbacks
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -129,14 +159,12 @@ def trainer_arguments(trainer_cfg: DictConfig) -> tuple[dict[str, Any], bool]:
     return arguments, bool(arguments.pop("enable_progress_bar", True))
 
 
-def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int | None = None) -> Setup:
-    """Check the config and build task, model, optimizer, loggers and trainer; every
-    problem found here is a ConfigError (one line naming the key). ``cfgs``: one config per
-    seed, identical but for the seed (several: trained as a batch)."""
+def build_learner(cfgs: list[DictConfig], run_dirs: list[Path]) -> tuple[Task, SequenceLearner]:
+    """The task and the learner of the population ``cfgs`` (one config per seed, identical but
+    for the seed), its networks initialised as each seed draws them; every problem found here
+    is a ConfigError (one line naming the key)."""
     cfg = cfgs[0]
     batch_size = positive(cfg.train.batch_size, "train.batch_size")
-    max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
-    test_batch_size = positive(cfg.train.test_batch_size, "train.test_batch_size")
     every, keep = (cfg.train.get(key) or 0 for key in ("checkpoint_every", "keep_checkpoints"))
     checkpoint_every = _steps(every, batch_size, "train.checkpoint_every") if every else 0
     keep_every = _steps(keep, batch_size, "train.keep_checkpoints") if keep else 0
@@ -144,13 +172,11 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
     task = build_task(cfg.task)
     check_objective(cfg, task)
     networks = build_networks(cfg, task, [seed_cfg.seed for seed_cfg in cfgs])
-    network = networks[0]
     check_memory_capacity(task, cfg.model)
     # the fused engine is compiled code already: train.compile is for the reference's time step
-    compiled = bool(cfg.train.get("compile", False)) and getattr(network, "engine", "reference") == "reference"
-    model = trainable_model(networks, compiled)
+    compiled = bool(cfg.train.get("compile", False)) and getattr(networks[0], "engine", "reference") == "reference"
     learner = SequenceLearner(
-        model,
+        trainable_model(networks, compiled),
         build_optimizer(cfg.optimizer),
         heldout(task, task.validation_levels, positive(cfg.train.val_batch_size, "train.val_batch_size")),
         batch_size=batch_size,
@@ -160,20 +186,37 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
         checkpoint_every_steps=checkpoint_every,
         keep_every_steps=keep_every,
         checkpoint_paths=[run_dir / "last.ckpt" for run_dir in run_dirs],
+        configs=[OmegaConf.to_container(c, resolve=True) for c in cfgs],
+        task=task,
+        test_batch_size=positive(cfg.train.test_batch_size, "train.test_batch_size"),
     )
+    return task, learner
+
+
+def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int | None = None) -> Setup:
+    """Check the config and build task, model, optimizer, loggers and trainer; every
+    problem found here is a ConfigError (one line naming the key). ``cfgs``: one config per
+    seed, identical but for the seed (several: trained as a batch)."""
+    cfg = cfgs[0]
+    task, learner = build_learner(cfgs, run_dirs)
+    model, batch_size, test_batch_size = learner.model, learner.batch_size, learner.test_batch_size
+    max_steps = math.ceil(positive(cfg.train.sequences, "train.sequences") / batch_size)
+    network = model.seed_models()[0]
     seeds = [c.seed for c in cfgs]
     label = f"seed={','.join(map(str, seeds))}"
     stopper = StopAtStepBoundary()
     trainer_args, progress_bar = trainer_arguments(cfg.trainer)
+    chosen = build_callbacks(cfg, task, len(cfgs))
     progress = [SequenceProgress(max_steps * batch_size * len(cfgs), f"{cfg.model.name}/{cfg.task.name} {label}")]
     try:
         trainer = pl.Trainer(
             **trainer_args,
             max_steps=max_steps,
             logger=False,  # set below, once nothing else can fail: a W&B run is never left open
-            callbacks=[*(progress if progress_bar else []), stopper, *fault_injection()],
+            # the learner's end of step first: the callbacks after it see its evaluation
+            callbacks=[StepEnd(), *(progress if progress_bar else []), stopper, *fault_injection(), *chosen],
             default_root_dir=str(run_dirs[0]),
-            enable_checkpointing=False,
+            enable_checkpointing=any(isinstance(callback, BestCheckpoint) for callback in chosen),  # else Lightning adds its own
             enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,

@@ -57,6 +57,10 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.start = int(state["next_batch"])
 
 
+#: salt of the held-out generator for tests (validation uses 0), so tests are new episodes
+TEST_SALT = 1
+
+
 def heldout(task: Task, levels: Sequence[Any], batch_size: int, salt: int = 0) -> list[Episode]:
     """One batch of ``batch_size`` episodes per level, from stream (HELDOUT, salt, 0): the
     same episodes for every run, so seeds and models are compared on identical data."""

@@ -11,30 +11,32 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.precision import Precision
 
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.ntm import NTM
 from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Task
 from ntm_repro.training.build import build_networks
-from ntm_repro.training.data import heldout
+from ntm_repro.training.data import TEST_SALT, heldout
 from ntm_repro.training.metrics import evaluate
 from ntm_repro.training.run_folder import KEPT, write_generalisation
 from ntm_repro.training.instantiate import build_task
 
-#: salt of the held-out generator for tests (validation uses 0), so tests are new episodes
-TEST_SALT = 1
 
 
-def generalisation_rows(model: Population, task: Task, levels: Sequence[Any], per_level: int) -> list[list[dict[str, Any]]]:
+def generalisation_rows(
+    model: Population, task: Task, levels: Sequence[Any], per_level: int, precision: Precision | None = None
+) -> list[list[dict[str, Any]]]:
     """Each seed's cost and bit errors at every level of ``levels``, on fixed held-out
     episodes (the same for every seed), with the target bits scored per sequence (bit errors
-    over them: the per-bit error): one list of rows per seed of the population."""
+    over them: the per-bit error): one list of rows per seed of the population (under the
+    trainer's ``precision``, as training ran)."""
     rows: list[list[dict[str, Any]]] = [[] for _ in range(model.seeds)]
     for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
         in_range = level in task.train_levels
         scored = float(episode.mask.sum()) * episode.targets.shape[-1] / episode.mask.shape[0]  # target bits per sequence
-        for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics)):
+        for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics, precision)):
             seed_rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level,
                               "scored_bits": scored, **metrics})
     return rows

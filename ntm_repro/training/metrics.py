@@ -4,10 +4,12 @@ cost in bits (binary cross-entropy in base 2, summed over output bits) and bit e
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
 import torch
+from pytorch_lightning.plugins.precision import Precision
 from torch.nn import functional as F
 
 from ntm_repro.tasks.base import Episode
@@ -33,11 +35,14 @@ Reference = Callable[[Episode], "dict[str, float]"]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None) -> list[dict[str, float]]:
+def evaluate(
+    model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None, precision: Precision | None = None
+) -> list[dict[str, float]]:
     """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd,
     and the mean of every ``reference`` figure: one dict per seed of the population
     ``model`` (:class:`~ntm_repro.models.population.Population`), every seed on the same
-    episodes."""
+    episodes; under ``precision`` (the trainer's ``trainer.precision`` plugin, as in
+    training: inputs converted, autocast where it is mixed)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -47,7 +52,10 @@ def evaluate(model: torch.nn.Module, episodes: list[Episode], reference: Referen
     for episode in episodes:
         extra = reference(episode) if reference else {}
         episode = Episode(*(tensor.to(device) for tensor in episode))
-        per_seed = model(episode.inputs.expand(seeds, *episode.inputs.shape)).unbind(0)
+        if precision is not None:
+            episode = precision.convert_input(episode)
+        with precision.forward_context() if precision is not None else contextlib.nullcontext():
+            per_seed = model(episode.inputs.expand(seeds, *episode.inputs.shape)).unbind(0)
         size = episode.inputs.shape[0]
         for logits, seed_totals in zip(per_seed, totals):
             figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}

@@ -18,13 +18,19 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from pytorch_lightning.plugins.precision import Precision
 
+from ntm_repro.errors import ConfigError
 from ntm_repro.models.ntm import NTM
 from ntm_repro.models.population import Population
-from ntm_repro.tasks.base import Episode
+from ntm_repro.tasks.base import Episode, Task
+from ntm_repro.training.callbacks import early_stop_reason
+from ntm_repro.training.data import TEST_SALT, heldout
 from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
 from ntm_repro.training.run_folder import KEPT
-from ntm_repro.training.seed_checkpoints import split_checkpoint
+from ntm_repro.training.seed_checkpoints import CONFIGS, STACKED_PREFIX, split_checkpoint, stack_checkpoints
 
 
 def mixing_figures(network: torch.nn.Module) -> dict[str, float]:
@@ -49,10 +55,17 @@ class SequenceLearner(pl.LightningModule):
         checkpoint_every_steps: int = 0,
         checkpoint_paths: list[Path] | None = None,
         keep_every_steps: int = 0,
+        configs: list[dict[str, Any]] | None = None,
+        task: Task | None = None,
+        test_batch_size: int = 32,
     ):
         super().__init__()
         self.model = model
         self.seeds = model.seeds
+        #: each seed's resolved run config, kept in its checkpoints (load_from_checkpoint)
+        self.configs = configs or []
+        self.run_seeds = [config["seed"] for config in self.configs] or list(range(self.seeds))
+        self.task, self.test_batch_size = task, test_batch_size  # trainer.test's levels
         self.optimizer_factory = optimizer
         self.validation = validation
         self.batch_size = batch_size
@@ -129,7 +142,10 @@ class SequenceLearner(pl.LightningModule):
                 sums[name] = sums.get(name, 0.0) + value
         self._steps += 1
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def end_step(self) -> None:
+        """The end of a training step (from :class:`~ntm_repro.training.callbacks.StepEnd`,
+        before any other callback): its figures join the interval; log, evaluate and
+        checkpoint when their intervals end."""
         self._commit_step()
         step = self.global_step
         if step % self.log_every_steps == 0:
@@ -168,6 +184,7 @@ class SequenceLearner(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The unlogged part of the current interval (per seed) and the clock, so that a
         resumed run logs exactly the rows an uninterrupted one would."""
+        checkpoint[CONFIGS] = self.configs
         checkpoint["interval"] = {
             "cost": self._cost.tolist(),
             "errors": self._errors.tolist(),
@@ -187,9 +204,9 @@ class SequenceLearner(pl.LightningModule):
 
     def on_train_end(self) -> None:
         """Close the last, possibly partial, interval: the curve ends where training ended.
-        A run stopped early (an interrupt) leaves it open: the checkpoint holds it, and the
-        resumed run closes it where the uninterrupted one would."""
-        if self.global_step < self.trainer.max_steps:
+        A run interrupted early leaves it open: the checkpoint holds it, and the resumed run
+        closes it where the uninterrupted one would (one stopped by EarlyStopping is done)."""
+        if self.global_step < self.trainer.max_steps and early_stop_reason(self.trainer) is None:
             return
         self._log_training()
         if self._validated_at != self.global_step:
@@ -217,9 +234,76 @@ class SequenceLearner(pl.LightningModule):
         """Each seed's network with its current parameters."""
         return self.model.seed_models()
 
+    @property
+    def precision_plugin(self) -> Precision | None:
+        """The trainer's ``trainer.precision``, which evaluation follows as training does."""
+        return self._trainer.precision_plugin if self._trainer is not None else None
+
+    @property
+    def validated_now(self) -> bool:
+        """Whether the held-out set was evaluated at the current step."""
+        return self._validated_at == self.global_step
+
     def _validate(self) -> None:
-        self._log("val", evaluate(self.model, self.validation, self.reference))
+        per_seed = evaluate(self.model, self.validation, self.reference, self.precision_plugin)
+        self._log("val", per_seed)
         self._validated_at = self.global_step
+        if self._current_fx_name == "on_train_batch_end":  # where Lightning lets a hook log
+            self.log_dict(self._callback_values("val", per_seed), logger=False, on_step=True, on_epoch=False, batch_size=1)
+
+    def _callback_values(self, split: str, per_seed: list[dict[str, float]], suffix: str = "") -> dict[str, float]:
+        """What ``trainer.callback_metrics`` gets of an evaluation (for EarlyStopping and
+        ModelCheckpoint): ``<split>/<name><suffix>``, over several seeds the mean of those
+        still training, with each seed's own as ``<split>/<name><suffix>/seed<s>``."""
+        alive = [(k, values) for k, values in enumerate(per_seed) if self.diverged[k] is None]
+        values = {f"{split}/{name}{suffix}": sum(v[name] for _, v in alive) / len(alive) for name in alive[0][1]}
+        if self.seeds > 1:
+            values.update({f"{split}/{name}{suffix}/seed{self.run_seeds[k]}": value for k, v in alive for name, value in v.items()})
+        return values
+
+    # trainer.validate and trainer.test: the held-out set of training, and the test levels
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader([self.validation], batch_size=None)
+
+    def validation_step(self, episodes: list[Episode], batch_idx: int) -> None:
+        """The held-out set as evaluated during training: ``val/<metric>``."""
+        self.log_dict(self._callback_values("val", evaluate(self.model, episodes, self.reference, self.precision_plugin)), batch_size=1)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.task is None:
+            raise ConfigError("this learner has no task: build it with SequenceLearner.load_from_checkpoint or ntm-repro")
+        levels = self.task.test_levels
+        episodes = heldout(self.task, levels, self.test_batch_size, salt=TEST_SALT)
+        return DataLoader(list(zip(map(str, map(self.task.level_label, levels)), episodes)), batch_size=None)
+
+    def test_step(self, labelled: tuple[str, Episode], batch_idx: int) -> None:
+        """One test level, on the episodes of the run's generalisation.csv:
+        ``test/<metric>@<level>``."""
+        label, episode = labelled
+        per_seed = evaluate(self.model, [episode], self.reference, self.precision_plugin)
+        self.log_dict(self._callback_values("test", per_seed, f"@{label}"), batch_size=1)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, **kwargs: Any) -> "SequenceLearner":
+        """The learner of a run's checkpoint (``last.ckpt``, ``checkpoints/sequences_<N>.ckpt``,
+        ``best/*.ckpt``), rebuilt from the run config the checkpoint holds, with its weights
+        and logging interval; ``trainer.validate`` and ``trainer.test`` evaluate it."""
+        from ntm_repro.training.build import build_learner  # build imports this module
+
+        if kwargs:
+            raise TypeError(f"SequenceLearner.load_from_checkpoint takes no arguments beyond the path and map_location (got {sorted(kwargs)})")
+        checkpoint = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=False)
+        configs = checkpoint.get(CONFIGS)
+        if not configs:
+            raise ConfigError(f"{checkpoint_path} holds no run config (a checkpoint of an older ntm-repro): "
+                              "evaluate its run folder with ntm-repro-eval")
+        run_dir = Path(checkpoint_path).resolve().parent
+        _, learner = build_learner([OmegaConf.create(config) for config in configs], [run_dir] * len(configs))
+        if not any(key.startswith(STACKED_PREFIX) for key in checkpoint["state_dict"]):  # a seed's own (split) checkpoint
+            checkpoint = stack_checkpoints([checkpoint], learner.model)
+        learner.load_state_dict(checkpoint["state_dict"])
+        learner.on_load_checkpoint(checkpoint)
+        return learner
 
     def _log(self, split: str, per_seed: list[dict[str, float]]) -> None:
         """One row per seed still training, to that seed's loggers."""

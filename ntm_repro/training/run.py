@@ -5,6 +5,7 @@ summaries written before, during and after training, faults recorded, resume pla
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -16,10 +17,11 @@ from typing import Any
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ntm_repro.console import say
+from ntm_repro.console import run_log, say
 from ntm_repro.errors import ConfigError, RunInterrupted
 from ntm_repro.models.factory import count_parameters
 from ntm_repro.training.build import build_setup
+from ntm_repro.training.callbacks import early_stop_reason
 from ntm_repro.training.evaluation import generalisation_rows, write_attention
 from ntm_repro.training.module import TrainingDiverged
 from ntm_repro.training.resume import ResumePlan, plan_resume, resume_checkpoint
@@ -28,6 +30,7 @@ from ntm_repro.training.run_folder import (
     acquire_lock,
     check_free,
     code_version,
+    outcome_line,
     read_summary,
     record_provenance,
     release_lock,
@@ -42,6 +45,7 @@ def quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module=r"pytorch_lightning\.utilities\._pytree")
+    warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader")  # fit evaluates in its own loop
 
 
 
@@ -95,32 +99,40 @@ def train_seeds(cfgs: list[DictConfig], run_dirs: list[Path]) -> list[dict[str, 
     """
     held: list[Path] = []
     started = False
-    try:
-        for run_dir in run_dirs:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            note = acquire_lock(run_dir)
-            held.append(run_dir)
-            if note:
-                say(note)
-        plans = []
-        for cfg, run_dir in zip(cfgs, run_dirs):
-            try:
-                check_free(run_dir, bool(cfg.get("resume")))
-                plans.append(plan_resume(cfg, run_dir) if cfg.get("resume") else ResumePlan())
-            except ConfigError as error:
-                record_provenance(run_dir, "refused", reason=str(error))
-                raise
-        for run_dir in run_dirs:
-            record_provenance(run_dir, "started")
-        started = True
-        quiet_lightning()
-        return _train_population(cfgs, run_dirs, plans)
-    finally:
-        for run_dir in held:
-            if started:  # the outcome, as summary.json has it now
-                summary = read_summary(run_dir)
-                record_provenance(run_dir, str(summary.get("status")), reason=summary.get("reason"))
-            release_lock(run_dir)
+    with contextlib.ExitStack() as stack:
+        try:
+            for run_dir in run_dirs:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                note = acquire_lock(run_dir)
+                held.append(run_dir)
+                if note:
+                    say(note)
+            stack.enter_context(run_log(held))  # the folders are ours: what is said goes to their logs too
+            seeds = [cfg.seed for cfg in cfgs]
+            say(f"training seed {seeds[0]}" if len(seeds) == 1 else f"training seeds {seeds} together in {', '.join(map(str, run_dirs))}",
+                logging.DEBUG)
+            plans = []
+            for cfg, run_dir in zip(cfgs, run_dirs):
+                try:
+                    check_free(run_dir, bool(cfg.get("resume")))
+                    plans.append(plan_resume(cfg, run_dir) if cfg.get("resume") else ResumePlan())
+                except ConfigError as error:
+                    record_provenance(run_dir, "refused", reason=str(error))
+                    say(f"{run_dir}: refused: {error}", logging.DEBUG, run_dir)
+                    raise
+            for run_dir in run_dirs:
+                record_provenance(run_dir, "started")
+            started = True
+            quiet_lightning()
+            return _train_population(cfgs, run_dirs, plans)
+        finally:
+            for run_dir in held:
+                if started:  # the outcome, as summary.json has it now
+                    summary = read_summary(run_dir)
+                    record_provenance(run_dir, str(summary.get("status")), reason=summary.get("reason"))
+                    if "status" in summary:  # the terminal gets this line from the caller
+                        say(outcome_line(run_dir, summary), logging.DEBUG, run_dir)
+                release_lock(run_dir)
 
 
 def _train_population(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[ResumePlan]) -> list[dict[str, Any]]:
@@ -189,6 +201,8 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
             interrupted = setup.stopper.signum  # Ctrl-C: stopped after a whole step
             if trainer.fast_dev_run and interrupted is None:  # asked for: a debug run of a step or a few
                 reason = f"trainer.fast_dev_run: a debug run of {trainer.global_step} of {setup.max_steps} steps"
+            elif interrupted is None and early_stop_reason(trainer) is not None:  # asked for: callbacks=early_stopping
+                reason = early_stop_reason(trainer)
             elif interrupted is None:
                 status, reason = Status.INTERRUPTED, f"the trainer stopped after {trainer.global_step} of {setup.max_steps} steps"
     except TrainingDiverged:
@@ -220,7 +234,7 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
             learner.save_checkpoint()
         task, completed = setup.task, [summary["status"] == Status.COMPLETED for summary in summaries]
         if any(completed):  # every seed's test in one pass of the population
-            tested = generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size)
+            tested = generalisation_rows(setup.model, task, task.test_levels, setup.test_batch_size, trainer.precision_plugin)
             for k, (network, run_dir) in enumerate(zip(setup.model.seed_models(), run_dirs)):
                 if completed[k]:
                     rows[k] = tested[k]

@@ -20,6 +20,8 @@ from ntm_repro.models.population import Population, stack_key
 STACKED_PREFIX = "model.stacked."
 #: the interval entries kept per seed
 PER_SEED = ("cost", "errors", "extra")
+#: the checkpoint's entry of each seed's run config (the learner's CONFIGS)
+CONFIGS = "ntm_repro_configs"
 
 
 def _optimizer_state(state: dict[str, Any], replace: Callable[[int, str, Any], Any]) -> dict[str, Any]:
@@ -51,6 +53,7 @@ def split_checkpoint(checkpoint: dict[str, Any], model: Population) -> list[dict
         seed["state_dict"] = {f"model.{name}": value.clone() for name, value in network.state_dict().items()}
         seed["optimizer_states"] = [_optimizer_state(state, row) for state in checkpoint["optimizer_states"]]
         seed["interval"] = {**interval, **{key: interval[key][k : k + 1] for key in PER_SEED}}
+        seed[CONFIGS] = checkpoint.get(CONFIGS, [])[k : k + 1]
         seeds.append(seed)
     return seeds
 
@@ -77,4 +80,5 @@ def stack_checkpoints(checkpoints: list[dict[str, Any]], model: Population) -> d
         batch["optimizer_states"].append(_optimizer_state(state, stack))
     intervals = [c["interval"] for c in checkpoints]
     batch["interval"] = {**intervals[0], **{key: [v for i in intervals for v in i[key]] for key in PER_SEED}}
+    batch[CONFIGS] = [config for c in checkpoints for config in c.get(CONFIGS, [])]
     return batch

@@ -5,7 +5,9 @@ One W&B run per training run: the resolved config as the run config, every metri
 parameter count, final metrics) and the generalisation test as a table. The W&B files go
 to ``<run folder>/wandb/``; an offline run is uploaded later with
 ``wandb sync <run folder>/wandb/offline-run-*``. Jobs of one ``-m`` sweep share a group,
-the name of the sweep folder.
+the name of the sweep folder. A completed run's final checkpoint is logged as a ``model``
+artifact; system metrics and the console are recorded (each configurable). The run's id is
+kept in ``<run folder>/wandb_id``: ``resume=true`` continues the same W&B run.
 
 ``wandb`` is imported only when this logger is built, so ``ntm-repro`` starts as fast
 without it.
@@ -15,19 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from ntm_repro.console import say
 from ntm_repro.errors import ConfigError
 from ntm_repro.training.run_folder import Status, configuration
 
 MODES = ("offline", "online", "disabled")
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}  # older spellings WANDB_MODE accepts
 _SUMMARY_KEYS = ("status", "reason", "num_parameters", "sequences_seen", "steps", "wall_time_s", "level_name")
+ID_FILE = "wandb_id"  # in the run folder: the W&B run a resumed run continues
 ONLINE_FIX = "logger.wandb.mode=online needs `wandb login` (or WANDB_API_KEY) and network; use logger.wandb.mode=offline and `wandb sync` later"
 
 _open_runs: list[Any] = []  # runs of this process not finished yet (a job that failed before training)
@@ -156,7 +160,11 @@ class WandbLogger(Logger):
     ``mode`` ``offline`` (the default: no account, no network; ``wandb sync`` uploads
     later), ``online`` (needs ``wandb login``) or ``disabled``. ``group`` None means the
     sweep folder's name under ``-m`` and no group otherwise; ``name`` None means
-    ``<model>_<task>_s<seed>`` from the run folder's ``config.yaml``.
+    ``<model>_<task>_s<seed>`` from the run folder's ``config.yaml``. ``log_checkpoint``:
+    a completed run's ``last.ckpt`` as a ``model`` artifact; ``system_metrics`` and
+    ``console``: W&B's CPU/memory sampling and its copy of the run's console output.
+    ``resume`` (set by the run, from ``resume=true``): continue the W&B run whose id the run
+    folder keeps.
     """
 
     def __init__(
@@ -169,8 +177,13 @@ class WandbLogger(Logger):
         name: str | None = None,
         tags: Sequence[str] | None = None,
         init_timeout: float = 60.0,
+        log_checkpoint: bool = True,
+        system_metrics: bool = True,
+        console: bool = True,
+        resume: bool = False,
     ):
         super().__init__()
+        self._log_checkpoint = bool(log_checkpoint)
         self._save_dir = str(save_dir)
         self._mode = _mode(mode)
         self._config = _read_config(self._save_dir)
@@ -186,18 +199,25 @@ class WandbLogger(Logger):
             entity=entity,
             tags=[str(tag) for tag in (tags or [])],
             init_timeout=float(init_timeout),
+            system_metrics=bool(system_metrics),
+            console=bool(console),
+            resume=bool(resume),
         )
 
-    def _init_run(self, project: str, entity: str | None, tags: list[str], init_timeout: float) -> Any:
+    def _init_run(
+        self, project: str, entity: str | None, tags: list[str], init_timeout: float, system_metrics: bool, console: bool, resume: bool
+    ) -> Any:
         import wandb
 
         settings = dict(
             silent=True,  # no banners, no "View run at" lines
-            console="off",  # our stderr stays ours (no output.log capture)
-            x_disable_stats=True,  # no system-metrics sampling thread
+            console="auto" if console else "off",  # output.log: what the console showed
+            x_disable_stats=not system_metrics,  # the system-metrics sampling thread
             save_code=False,
             init_timeout=init_timeout,
         )
+        id_file = Path(self._save_dir) / ID_FILE
+        same_run = {"id": id_file.read_text().strip(), "resume": "allow"} if resume and id_file.is_file() else {}
         if self._mode == "online":
             # wandb.init would prompt for an API key on a terminal and wait: check first.
             wandb.setup(settings=wandb.Settings(silent=True, mode="online"))
@@ -218,11 +238,13 @@ class WandbLogger(Logger):
                 config=self._config,
                 reinit="create_new",  # each job of a sweep is its own run, even in one process
                 settings=wandb.Settings(**settings),
+                **same_run,
             )
         except Exception as error:  # noqa: BLE001 - e.g. no login, no network, a bad entity
             hint = ONLINE_FIX if self._mode == "online" else "logger=csv trains without W&B"
             raise ConfigError(f"logger.wandb: wandb.init failed ({_one_line(error)}); {hint}") from None
         if self._mode != "disabled":
+            id_file.write_text(run.id)
             run.define_metric("sequences")
             for pattern in ("train/*", "val/*", "time_s", "step"):
                 run.define_metric(pattern, step_metric="sequences")
@@ -290,8 +312,13 @@ class WandbLogger(Logger):
                 columns = list(dict.fromkeys(key for row in rows for key in row))
                 data = [[_scalar(row.get(column)) for column in columns] for row in rows]
                 self._run.log({"generalisation": wandb.Table(columns=columns, data=data)})
+            checkpoint = Path(self._save_dir) / "last.ckpt"
+            if self._log_checkpoint and summary.get("status") == Status.COMPLETED and checkpoint.is_file():
+                artifact = wandb.Artifact(f"model-{self._run.id}", type="model", metadata={"sequences_seen": summary.get("sequences_seen")})
+                artifact.add_file(str(checkpoint), name="last.ckpt")
+                self._run.log_artifact(artifact, aliases=["final"])
         except Exception as error:  # noqa: BLE001
-            print(f"ntm-repro: warning: W&B results not logged ({_one_line(error)})", file=sys.stderr)
+            say(f"ntm-repro: warning: W&B results not logged ({_one_line(error)})", logging.WARNING)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -306,4 +333,4 @@ class WandbLogger(Logger):
         try:
             run.finish(exit_code=0 if status == Status.COMPLETED else 1)
         except Exception as error:  # noqa: BLE001
-            print(f"ntm-repro: warning: W&B run not finished cleanly ({_one_line(error)})", file=sys.stderr)
+            say(f"ntm-repro: warning: W&B run not finished cleanly ({_one_line(error)})", logging.WARNING)
