@@ -81,3 +81,22 @@ def test_every_deviation_is_one_sentence_not_a_flow_list_split_at_its_commas():
     for claim in LEDGER:
         for deviation in claim.deviations:
             assert not deviation.startswith(("not ", "0", "000")), (claim.id, deviation)
+
+
+def test_parameter_counts_decide_their_claims_from_the_committed_table(tmp_path):
+    from ntm_repro.report.index import index_markdown, parameter_verdicts
+
+    header = "preset,claim,table,task,model,widths,paper,ours,difference,paper_widths,ours_at_paper_widths\n"
+    rows = ["graves/copy_lstm,G10,3,copy,LSTM,\"9, 8\",1352969,1349128,-3841,\"10, 9\",1352969",  # equal at the paper's widths
+            "graves/recall_lstm,G10,3,recall,LSTM,\"8, 6\",1344518,1344518,0,\"8, 6\",1344518",
+            "graves/copy_ff_ntm,G10,1,copy,\"NTM, feedforward controller\",\"9, 8\",17162,13536,-3626,,",
+            "ift6135/lstm,I1,,copy,LSTM,\"9, 8\",45208,45208,0,,"]
+    assert parameter_verdicts(tmp_path) == {}  # no table: not run
+    (tmp_path / "parameters.csv").write_text(header + "\n".join(rows) + "\n")
+    found = parameter_verdicts(tmp_path)
+    assert found["I1"][0]["verdict"] == "confirmed" and found["I1"][0]["ours"] == "1 of 1 presets equal to the paper's count"
+    assert found["G10"][0]["verdict"] == "contradicted"
+    assert found["G10"][0]["ours"] == ("2 of 3 presets equal to the paper's count (1 at the paper's input and output widths); "
+                                       "differ (ours vs paper): graves/copy_ff_ntm 13,536 vs 17,162")
+    index = index_markdown(load_ledger(), tmp_path)
+    assert "| I1 | Parameter counts - LSTM 45,208, LSTM-NTM 62,860, MLP-NTM 13,260. | confirmed | [parameters](parameters.csv) |" in index

@@ -81,8 +81,12 @@ def test_graves_deep_lstm_gives_table_3_exactly(compose_cfg, task):
 
 
 def test_parameter_table_puts_ours_beside_the_papers():
-    table = parameter_table().set_index("preset")
-    assert len(table) == 15 and set(table["table"]) == {1, 2, 3}
+    everything = parameter_table().set_index("preset")
+    ift6135 = everything[everything["claim"] == "I1"]
+    assert ift6135["paper"].to_dict() == {"ift6135/lstm": 45208, "ift6135/lstm_ntm": 62860, "ift6135/mlp_ntm": 13260}
+    assert (ift6135["ours"] == ift6135["paper"]).all()  # the answer's counts, in pytorch-ntm's layout
+    table = everything[everything["claim"] == "G10"]
+    assert len(table) == 15 and set(table["table"].astype(int)) == {1, 2, 3}
     assert (table["difference"] == table["ours"] - table["paper"]).all()
     lstm = table[table["table"] == 3]
     matched = lstm[lstm["task"] != "priority_sort"]
@@ -97,4 +101,4 @@ def test_params_command_prints_and_writes_the_table(tmp_path):
     result = subprocess.run(["ntm-repro-params", "--csv", str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "1352969" in result.stdout and "priority_sort" in result.stdout
-    assert len(read_rows(tmp_path / "p.csv")) == 15
+    assert len(read_rows(tmp_path / "p.csv")) == 18  # Graves' 15 rows and IFT6135's 3

@@ -13,6 +13,7 @@ from ntm_repro.report.verdicts import NOT_RUN
 
 INDEX = "README.md"
 VERDICTS = "verdicts.csv"
+PARAMETERS = "parameters.csv"  # ntm-repro-params --csv reports/parameters.csv: claims G10 and I1
 
 
 def _cell(text: str) -> str:
@@ -35,16 +36,44 @@ def decided(reports: Path) -> dict[str, list[dict[str, str]]]:
     return found
 
 
+def _equal_to_paper(row: dict[str, str]) -> bool:
+    """Our count equals the paper's, at our task layout or at the paper's widths."""
+    return row["paper"] in (row["ours"], row.get("ours_at_paper_widths"))
+
+
+def parameter_verdicts(reports: Path) -> dict[str, list[dict[str, str]]]:
+    """The parameter-count claims from :data:`PARAMETERS` (its ``claim`` column): confirmed
+    when every preset's count equals the paper's (at our task layout, or at the paper's
+    input and output widths), else contradicted, naming the presets that differ."""
+    path = reports / PARAMETERS
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    found = {}
+    for claim in dict.fromkeys(row["claim"] for row in table):
+        rows = [row for row in table if row["claim"] == claim]
+        differ = [row for row in rows if not _equal_to_paper(row)]
+        widths = sum(row["ours"] != row["paper"] for row in rows if _equal_to_paper(row))
+        ours = f"{len(rows) - len(differ)} of {len(rows)} presets equal to the paper's count"
+        ours += f" ({widths} at the paper's input and output widths)" if widths else ""
+        if differ:
+            ours += "; differ (ours vs paper): " + ", ".join(f"{row['preset']} {int(row['ours']):,} vs {int(row['paper']):,}" for row in differ)
+        found[claim] = [{"verdict": "contradicted" if differ else "confirmed", "ours": ours, "report": "parameters",
+                         "file": PARAMETERS, "page": "", "deviations": ""}]
+    return found
+
+
 def index_markdown(ledger: list[Claim], reports: Path) -> str:
     """The index's text: a count of verdicts, then one row per claim and deciding report
     (a claim no committed report decides: not run, with its reason or command)."""
-    found = decided(reports)
+    found = decided(reports) | parameter_verdicts(reports)
     rows, verdicts = [], Counter()
     for claim in ledger:
         for row in found.get(claim.id, []):
             verdicts[row["verdict"]] += 1
-            report = f"[{row['report']}]({row['file']}) p. {row.get('page') or '?'}"
-            rows.append([claim.id, claim.claim, row["verdict"], report, row["ours"], row["deviations"]])
+            report = f"[{row['report']}]({row['file']})" + (f" p. {row['page']}" if row.get("page") else "")
+            rows.append([claim.id, claim.claim, row["verdict"], report, row["ours"], row["deviations"] or "; ".join(claim.deviations)])
         if claim.id not in found:
             verdicts[NOT_RUN] += 1
             if claim.not_run:
