@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ntm_repro.cli_args import expand_ranges, hydra_error_line
+from ntm_repro.cli_args import check_extras, expand_ranges, hydra_error_line
 from ntm_repro.console import say
 from ntm_repro.errors import ConfigError, RunInterrupted
 from ntm_repro.training.run_folder import COMMAND_ENV, Status, objective_value, outcome_line, sweep_outcome
@@ -96,6 +96,7 @@ def main() -> None:
     os.environ[COMMAND_ENV] = json.dumps(["ntm-repro", *argv])  # for each run's provenance.jsonl, in every process
     register_launcher()
     try:
+        check_extras(argv)
         argv = expand_ranges(argv)
     except ConfigError as error:
         _fail(str(error))

@@ -5,12 +5,14 @@ arguments and composes the config (so all of Hydra's flags work); this module gi
   ``seed=0-2,7``), for the keys of :data:`RANGE_KEYS` only, so that ``train.sequences=
   1000-2000`` is never quietly 1,001 jobs;
 - one line for each of Hydra's composition errors (an unknown group option, a key the
-  config does not have, an override it cannot parse), instead of its multi-line report.
+  config does not have, an override it cannot parse), instead of its multi-line report;
+- one line naming the optional extra a chosen preset needs when it is not installed.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from typing import Sequence
 
@@ -21,6 +23,26 @@ RANGE_KEYS = ("seed",)
 OVERRIDE = re.compile(r"^(?P<prefix>[+~]{0,2})(?P<key>[A-Za-z_][\w./]*)=(?P<value>.*)$")
 RANGE_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 MULTIRUN_FLAGS = ("-m", "--multirun", "hydra.mode=MULTIRUN")
+
+
+#: presets chosen on the command line -> (the extra that installs them, the modules they import)
+EXTRAS = {"hydra/sweeper=optuna": ("optuna", ("optuna", "hydra_plugins.hydra_optuna_sweeper"))}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_extras(argv: Sequence[str]) -> None:
+    """A preset of :data:`EXTRAS` chosen in ``argv`` whose modules are missing: a
+    ConfigError naming the extra to install."""
+    for prefix, (extra, modules) in EXTRAS.items():
+        chosen = [arg for arg in argv if arg.lstrip("+~").startswith(prefix)]
+        if chosen and not all(map(_installed, modules)):
+            raise ConfigError(f"{chosen[0]}: needs the {extra} extra; install it with pip install -e '.[{extra}]'")
 
 
 def expand_ranges(argv: list[str]) -> list[str]:

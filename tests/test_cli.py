@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,18 @@ def test_help_names_the_app_and_lists_presets_without_base_files(compose_cfg):
             compose_cfg(f"{group}={option}", tiny=False)
     hydra_help = subprocess.run([NTM_REPRO, "--hydra-help"], capture_output=True, text=True, timeout=120)
     assert hydra_help.returncode == 0 and "--cfg" in hydra_help.stdout
+
+
+def test_a_preset_whose_extra_is_missing_is_one_line_naming_it(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(  # as if `pip install -e .` without [optuna]
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'optuna' or name.startswith('hydra_plugins.hydra_optuna_sweeper'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([NTM_REPRO, "-m", "hydra/sweeper=optuna_lr", *TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "ntm-repro: error: hydra/sweeper=optuna_lr: needs the optuna extra; install it with pip install -e '.[optuna]'"
