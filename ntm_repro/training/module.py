@@ -19,8 +19,8 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
 from pytorch_lightning.plugins.precision import Precision
+from torch.utils.data import DataLoader
 
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.ntm import NTM
