@@ -134,3 +134,23 @@ def test_report_logged_to_wandb_in_the_sweeps_group(sweep, tmp_path):
     assert tables and sorted(entry.path for entry in artifact.manifest.contents) == sorted(["sweep.pdf", *tables])
     logged = {key.rsplit("/", 1)[0] for key in run["summary"] if key.endswith("/_type")}
     assert {f"report/{Path(name).stem}" for name in tables} <= logged  # each table also as a W&B table
+
+
+def test_a_report_made_again_from_its_archive_has_the_same_tables(sweep, tmp_path):
+    import filecmp
+    import tarfile
+
+    first = report(tmp_path, str(sweep), "--out", "first", "--format", "pdf", "--archive")
+    assert first.returncode == 0, first.stderr
+    archive = tmp_path / "first" / "sweep" / "runs.tar.xz"
+    assert f"{archive.relative_to(tmp_path)}: the 4 run folders behind it" in first.stdout
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert not [n for n in names if n.endswith(".ckpt") or "/wandb/" in n]  # what the report reads, no checkpoints
+    assert {f"sweep/{run.name}/metrics.csv" for run in sweep.iterdir() if (run / "summary.json").is_file()} <= set(names)
+    again = report(tmp_path, str(archive), "--name", "sweep", "--out", "again", "--format", "pdf")
+    assert again.returncode == 0, again.stderr
+    tables = sorted(path.name for path in (tmp_path / "first" / "sweep").glob("*.csv"))
+    assert tables
+    _, mismatch, errors = filecmp.cmpfiles(tmp_path / "first" / "sweep", tmp_path / "again" / "sweep", tables, shallow=False)
+    assert not mismatch and not errors  # every table, run names and wall times included, as from the sweep folder

@@ -257,3 +257,16 @@ def test_the_first_page_gives_the_wall_time_from_first_start_to_last_end(tmp_pat
     assert wall_time(runs) == "Wall time 1 h 30 min (5,400 s), from the first run's start to the last run's end (2026-01-01 11:30)."
     (second / "summary.json").unlink()  # a run without a summary has no end: the others' still count
     assert "1 h 00 min" in wall_time(read_runs([str(tmp_path)]).runs)
+
+
+def test_run_names_are_short_even_when_the_runs_live_far_apart():
+    from pathlib import Path
+
+    from ntm_repro.report.read import _names
+
+    assert _names([Path("/m/sweep/0_ntm_s0"), Path("/m/sweep/1_ntm_s1")]) == ["0_ntm_s0", "1_ntm_s1"]
+    assert _names([Path("/m/a/0_ntm_s0"), Path("/m/b/0_ntm_s0")]) == ["a/0_ntm_s0", "b/0_ntm_s0"]
+    # an archive unpacked under /tmp beside a sweep folder: <sweep>/<run>, not the whole paths
+    assert _names([Path("/tmp/ntm-repro-runs-x/part1/0_ntm_s0"), Path("/work/multirun/part2/0_ntm_s0")]) == ["part1/0_ntm_s0", "part2/0_ntm_s0"]
+    # the same <sweep>/<run> twice: the longer names that tell them apart
+    assert len(set(_names([Path("/x/p/s/r"), Path("/y/q/s/r")]))) == 2

@@ -96,6 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "not record one); repeatable",
     )
     parser.add_argument(
+        "--archive", action="store_true",
+        help="also write the runs behind the report (no checkpoints) as DIR/NAME/runs.tar.xz, which ntm-repro-report "
+        "reads like a sweep folder: commit it to make the report again, or join it with later runs",
+    )
+    parser.add_argument(
         "--wandb", action="store_true",
         help="also log the report and its tables to W&B, a run in the sweep's group (the first path's folder name); "
         "offline unless WANDB_MODE=online, its files in <first path>/wandb/",
@@ -124,6 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     skipped = int((reading.issues["handling"] == "skipped").sum())
     files, rest = writer.written()
     print(f"{', '.join(files)}: {writer.pages} pages from {len(reading.runs)} runs ({skipped} skipped); {rest}")
+    if args.archive:
+        from ntm_repro.report.archive import ARCHIVE, write_archive
+
+        try:
+            path = write_archive(reading.folders, writer.folder / ARCHIVE)
+        except (OSError, ValueError) as error:
+            _fail(f"--archive: {error}", 1)
+        print(f"{path}: the {len(reading.folders)} run folders behind it, {path.stat().st_size / 1e6:.1f} MB")
     if args.wandb:
         from ntm_repro.report.to_wandb import log_report
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ntm_repro.report.archive import expand_archives
 from ntm_repro.training.run_folder import ALONG, GENERALISATION, PROVENANCE, Status, is_science
 
 RUN_FILES = ("summary.json", "config.yaml", "metrics.csv")
@@ -51,6 +52,7 @@ class Reading:
     folders_found: int
     varying: list[str]
     along: pd.DataFrame = field(default_factory=pd.DataFrame)
+    folders: list[Path] = field(default_factory=list)  # every run folder found (read or skipped)
 
 
 def find_run_dirs(paths: list[str]) -> list[Path]:
@@ -308,9 +310,13 @@ def add_variants(runs: pd.DataFrame) -> list[str]:
 
 
 def _names(run_dirs: list[Path]) -> list[str]:
-    """Short names: each folder relative to the parent the folders share."""
+    """Short names: each folder relative to the parent the folders share, or ``<sweep>/<run>``
+    when that is longer and still tells them apart (e.g. a sweep folder beside an archive's)."""
     base = Path(os.path.commonpath([d.parent for d in run_dirs]))
-    return [str(d.relative_to(base)) for d in run_dirs]
+    names = [str(d.relative_to(base)) for d in run_dirs]
+    short = [f"{d.parent.name}/{d.name}" for d in run_dirs]
+    deep = any(len(Path(name).parts) > 2 for name in names)
+    return short if deep and len(set(short)) == len(short) else names
 
 
 def _stack(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -320,8 +326,10 @@ def _stack(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame
 
 
 def read_runs(paths: list[str]) -> Reading:
-    """Read every run folder under ``paths``; raises :class:`NoRuns` if a path holds none."""
-    run_dirs = find_run_dirs(paths)
+    """Read every run folder under ``paths`` (sweep or run folders, or archives of the runs
+    behind a report: :mod:`~ntm_repro.report.archive`); raises :class:`NoRuns` if a path
+    holds none."""
+    run_dirs = find_run_dirs(expand_archives(paths))
     rows, metrics, levels, alongs, issues = [], [], [], [], []
     for run_dir, name in zip(run_dirs, _names(run_dirs)):
         run, run_metrics, run_levels, run_along, issue = _read_run(run_dir, name)
@@ -349,4 +357,5 @@ def read_runs(paths: list[str]) -> Reading:
         folders_found=len(run_dirs),
         varying=varying,
         along=_stack(alongs, ALONG_COLUMNS).merge(tags, on="run"),
+        folders=run_dirs,
     )
