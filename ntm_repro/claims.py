@@ -55,7 +55,7 @@ STATISTICS |= {TRACE + name: text for name, text in TRACE_STATISTICS.items()}
 AMONG = ("converged",)  # a share check may count only the runs that converged
 GENERALISATION = "generalisation."
 ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
-GENERALISATION_METRICS = ("cost_bits", "bit_errors")
+GENERALISATION_METRICS = ("cost_bits", "bit_errors", "copy_bit_errors", "marker_bit_errors")  # repeat copy's bits, its end channel
 KINDS = ("compare", "share", "within")
 NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
 VERDICTS = ("confirmed", "contradicted", "inconclusive")
@@ -73,7 +73,8 @@ def statistic_title(name: str) -> str:
     if parsed is None:
         return STATISTICS[name]
     prefix, metric, level = parsed
-    what = "cost (bits per sequence)" if metric == "cost_bits" else "bit errors per sequence"
+    what = {"cost_bits": "cost (bits per sequence)", "copy_bit_errors": "bit errors per sequence on the copied bits",
+            "marker_bit_errors": "end-marker bit errors per sequence"}.get(metric, "bit errors per sequence")
     if prefix == ALONG:
         return (f"Spearman correlation of {what} at test level {level} with sequences trained, over the "
                 "checkpoints kept along the run (below 0: falling)")

@@ -71,6 +71,13 @@ def test_bit_errors_by_hand():
     assert bit_errors(LOGITS, EPISODE).item() == pytest.approx(1.0)
 
 
+def test_bit_errors_of_some_channels_by_hand():
+    # both scored errors are on bit 0 (seq 0 t1, seq 1 t0); the masked step's bit-1 error is not scored
+    assert bit_errors(LOGITS, EPISODE, (0, 1)).item() == pytest.approx(1.0)
+    assert bit_errors(LOGITS, EPISODE, (1, 2)).item() == 0.0
+    assert bit_errors(LOGITS, EPISODE._replace(mask=torch.ones(2, 2)), (1, 2)).item() == pytest.approx(0.5)
+
+
 def test_bit_errors_only_where_mask_is_one():
     # the masked-out step has 2 wrong bits; unmasking it adds 2 errors to sequence 0 -> (3 + 1) / 2
     unmasked = EPISODE._replace(mask=torch.ones(2, 2))
@@ -98,7 +105,8 @@ def test_evaluate_reports_bits_and_errors():
 
     model = Population([Fixed()])
     model.train()
-    (result,) = evaluate(model, [EPISODE, EPISODE])
+    (result,) = evaluate(model, [EPISODE, EPISODE], scored_apart={"first": (0, 1), "second": (1, 2)})
     assert result["cost_bits"] == pytest.approx(2.6225562, abs=1e-6)
     assert result["bit_errors"] == pytest.approx(1.0)
+    assert result["first_bit_errors"] == pytest.approx(1.0) and result["second_bit_errors"] == 0.0
     assert model.training  # restored

@@ -74,3 +74,24 @@ def test_training_draws_cover_the_grid_and_validation_spans_it():
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         RepeatCopyTask(**kwargs)
+
+
+def test_the_bits_and_the_end_marker_are_also_scored_apart(compose_cfg, tmp_path):
+    import csv
+
+    from ntm_repro.training.run import train
+
+    task = RepeatCopyTask(bits=8)
+    assert task.scored_apart == {"copy": (0, 8), "marker": (8, 9)} and task.output_size == 9
+    from conftest import TINY
+
+    small = [override for override in TINY if not override.startswith("task.")]
+    train(compose_cfg(*small, "task=repeat_copy", "task.max_length=3", "task.max_repeats=3", "task.test_levels=[[2,3],[3,12]]",
+                      tiny=False), tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "generalisation.csv")))
+    assert [row["level"] for row in rows] == ["2x3", "3x12"]
+    for row in rows:  # the two parts make the whole, and the marker is one bit per sequence at most
+        assert float(row["copy_bit_errors"]) + float(row["marker_bit_errors"]) == pytest.approx(float(row["bit_errors"]))
+        assert 0 <= float(row["marker_bit_errors"]) <= 1
+    val = [row for row in csv.DictReader(open(tmp_path / "metrics.csv")) if row["split"] == "val"]
+    assert val and all(float(r["copy_bit_errors"]) + float(r["marker_bit_errors"]) == pytest.approx(float(r["bit_errors"])) for r in val)

@@ -31,6 +31,14 @@ class Task:
     capacity_key: str = ""
     #: names of the task-specific metrics of :meth:`reference_metrics` (extra metrics.csv columns)
     extra_metrics: tuple[str, ...] = ()
+    #: output channels scored apart as well: name -> [start, stop), logged as ``<name>_bit_errors``
+    #: (bit errors per sequence on those channels) in validation and generalisation
+    scored_apart: dict[str, tuple[int, int]] = {}
+
+    @property
+    def evaluated_metrics(self) -> tuple[str, ...]:
+        """Every metric an evaluation logs beyond cost and bit errors."""
+        return (*self.extra_metrics, *(f"{name}_bit_errors" for name in self.scored_apart))
 
     def __init__(self, train_levels: Sequence[Any], test_levels: Sequence[Any]):
         if not train_levels:

@@ -9,7 +9,9 @@ Input channels: the bits (0..bits-1), a delimiter (``bits``) and the repeat coun
     the end marker, a 1 on its own output channel (``bits``).
 
 All R L + 1 output steps are scored on every output channel (the end channel is 0 while
-copying, the bits are 0 at the end marker). The count is normalised to mean 0 and variance
+copying, the bits are 0 at the end marker); the bit channels and the end channel are also
+scored apart (``copy_bit_errors``, ``marker_bit_errors``): the paper's NTM copies beyond the
+trained repeats but mispredicts the end marker there. The count is normalised to mean 0 and variance
 1 over the training range of repeats (uniform on ``min_repeats..max_repeats``), as in the
 paper, so a test count beyond the range is a value the network never saw. A batch shares
 one (L, R), drawn uniformly from the training grid (U{1..10} x U{1..10} in the paper).
@@ -43,6 +45,8 @@ class RepeatCopyTask(Task):
         self.bits = positive(bits, "task.bits")
         self.input_size = self.bits + 2
         self.output_size = self.bits + 1
+        # the copied bits and the end marker's channel, each also scored apart (Fig. 9)
+        self.scored_apart = {"copy": (0, self.bits), "marker": (self.bits, self.bits + 1)}
         self.lengths = int_range(min_length, max_length, "task.min_length", "task.max_length")
         self.repeats = int_range(min_repeats, max_repeats, "task.min_repeats", "task.max_repeats")
         n = len(self.repeats)

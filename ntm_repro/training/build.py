@@ -108,7 +108,7 @@ def build_networks(cfg: DictConfig, task: Task, seeds: Sequence[Any]) -> list[to
 
 def metric_names(task: Task, splits: Sequence[str] = ("val", "train")) -> list[str]:
     """The metrics a run of ``task`` logs, ``<split>/<name>``."""
-    return [f"{split}/{metric}" for split in splits for metric in ("bit_errors", "cost_bits", *task.extra_metrics)]
+    return [f"{split}/{metric}" for split in splits for metric in ("bit_errors", "cost_bits", *task.evaluated_metrics)]
 
 
 def check_objective(cfg: DictConfig, task: Task) -> None:
@@ -225,7 +225,7 @@ def build_setup(cfgs: list[DictConfig], run_dirs: list[Path], resume_step: int |
         )
     except Exception as error:  # e.g. an unknown Trainer argument or an accelerator this machine lacks
         raise ConfigError(f"trainer settings rejected by pytorch_lightning.Trainer: {error}".replace("\n", " ")) from None
-    columns = list(task.extra_metrics) + list(mixing_figures(network))
+    columns = list(task.evaluated_metrics) + list(mixing_figures(network))
     loggers = build_seed_loggers(cfgs, run_dirs, columns, resume_step)
     learner.seed_loggers = loggers
     trainer.loggers = [logger for seed_loggers in loggers for logger in seed_loggers]

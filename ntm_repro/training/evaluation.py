@@ -36,7 +36,7 @@ def generalisation_rows(
     for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
         in_range = level in task.train_levels
         scored = float(episode.mask.sum()) * episode.targets.shape[-1] / episode.mask.shape[0]  # target bits per sequence
-        for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics, precision)):
+        for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics, precision, task.scored_apart)):
             seed_rows.append({"level": task.level_label(level), "in_training_range": in_range, "sequences": per_level,
                               "scored_bits": scored, **metrics})
     return rows

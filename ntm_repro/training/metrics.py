@@ -24,9 +24,12 @@ def cost_nats(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, episode.targets, weight=weight, reduction="sum") / logits.shape[0]
 
 
-def bit_errors(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
-    """Scored output bits on the wrong side of 0.5, mean over sequences (sigmoid(x) > 0.5 iff x > 0)."""
+def bit_errors(logits: torch.Tensor, episode: Episode, channels: tuple[int, int] | None = None) -> torch.Tensor:
+    """Scored output bits on the wrong side of 0.5, mean over sequences (sigmoid(x) > 0.5 iff x > 0);
+    of the output channels [start, stop) of ``channels`` alone if given."""
     wrong = (logits > 0) != (episode.targets > 0.5)
+    if channels is not None:
+        wrong = wrong[..., channels[0] : channels[1]]
     return (wrong * episode.mask.unsqueeze(-1)).sum() / logits.shape[0]
 
 
@@ -36,13 +39,15 @@ Reference = Callable[[Episode], "dict[str, float]"]
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None, precision: Precision | None = None
+    model: torch.nn.Module, episodes: list[Episode], reference: Reference | None = None, precision: Precision | None = None,
+    scored_apart: dict[str, tuple[int, int]] | None = None,
 ) -> list[dict[str, float]]:
     """Mean cost in bits and bit errors per sequence over ``episodes``, without autograd,
     and the mean of every ``reference`` figure: one dict per seed of the population
     ``model`` (:class:`~ntm_repro.models.population.Population`), every seed on the same
     episodes; under ``precision`` (the trainer's ``trainer.precision`` plugin, as in
-    training: inputs converted, autocast where it is mixed)."""
+    training: inputs converted, autocast where it is mixed); ``<name>_bit_errors`` for every
+    channel range of ``scored_apart`` (a task's :attr:`~ntm_repro.tasks.base.Task.scored_apart`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -59,6 +64,7 @@ def evaluate(
         size = episode.inputs.shape[0]
         for logits, seed_totals in zip(per_seed, totals):
             figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}
+            figures.update({f"{name}_bit_errors": float(bit_errors(logits, episode, channels)) for name, channels in (scored_apart or {}).items()})
             for name, value in figures.items():
                 seed_totals[name] = seed_totals.get(name, 0.0) + value * size
         sequences += size

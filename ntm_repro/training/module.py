@@ -244,8 +244,13 @@ class SequenceLearner(pl.LightningModule):
         """Whether the held-out set was evaluated at the current step."""
         return self._validated_at == self.global_step
 
+    def _evaluate(self, episodes: list[Episode]) -> list[dict[str, float]]:
+        """Each seed's figures on ``episodes``, in the trainer's precision, with the task's
+        channels scored apart."""
+        return evaluate(self.model, episodes, self.reference, self.precision_plugin, self.task.scored_apart if self.task else None)
+
     def _validate(self) -> None:
-        per_seed = evaluate(self.model, self.validation, self.reference, self.precision_plugin)
+        per_seed = self._evaluate(self.validation)
         self._log("val", per_seed)
         self._validated_at = self.global_step
         if self._current_fx_name == "on_train_batch_end":  # where Lightning lets a hook log
@@ -267,7 +272,7 @@ class SequenceLearner(pl.LightningModule):
 
     def validation_step(self, episodes: list[Episode], batch_idx: int) -> None:
         """The held-out set as evaluated during training: ``val/<metric>``."""
-        self.log_dict(self._callback_values("val", evaluate(self.model, episodes, self.reference, self.precision_plugin)), batch_size=1)
+        self.log_dict(self._callback_values("val", self._evaluate(episodes)), batch_size=1)
 
     def test_dataloader(self) -> DataLoader:
         if self.task is None:
@@ -280,7 +285,7 @@ class SequenceLearner(pl.LightningModule):
         """One test level, on the episodes of the run's generalisation.csv:
         ``test/<metric>@<level>``."""
         label, episode = labelled
-        per_seed = evaluate(self.model, [episode], self.reference, self.precision_plugin)
+        per_seed = self._evaluate([episode])
         self.log_dict(self._callback_values("test", per_seed, f"@{label}"), batch_size=1)
 
     @classmethod
