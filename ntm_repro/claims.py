@@ -56,7 +56,8 @@ AMONG = ("converged",)  # a share check may count only the runs that converged
 GENERALISATION = "generalisation."
 ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
 GENERALISATION_METRICS = ("cost_bits", "bit_errors", "copy_bit_errors", "marker_bit_errors")  # repeat copy's bits, its end channel
-KINDS = ("compare", "share", "within")
+KINDS = ("compare", "differ", "share", "within")
+PAIRED = ("compare", "differ")  # the kinds that take two groups
 NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
 VERDICTS = ("confirmed", "contradicted", "inconclusive")
 
@@ -110,6 +111,9 @@ class Check:
     - compare: ``groups = (lower, higher)``, the claim that ``on`` is lower for the first
       (for ``converged``: that it converges in fewer runs); one-sided Mann-Whitney (Fisher's
       exact test for ``converged``), Holm-adjusted over the claim's comparisons.
+    - differ: ``groups = (a, b)``, the claim that ``on`` differs between them, in no stated
+      direction; two-sided Mann-Whitney, Holm-adjusted with the comparisons; confirmed or
+      inconclusive, never contradicted.
     - share: the fraction of the group's runs whose ``on`` is below ``below`` (or above
       ``above``), of the runs that converged with ``among: converged``: confirmed at
       ``confirmed_at`` or more, contradicted at ``contradicted_at`` or less.
@@ -140,6 +144,9 @@ class Check:
                 return (f"{higher} converges in more runs than {lower}: one-sided Fisher exact test, Holm-adjusted "
                         f"p < {ALPHA:g}{opposite}")
             return f"{what}: {lower} < {higher}, one-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g}{opposite}"
+        if self.kind == "differ":
+            return (f"{what}: {self.groups[0]} and {self.groups[1]} differ, two-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g} "
+                    "(no direction claimed: never contradicted)")
         if self.kind == "share":
             among = " among its converged runs" if self.among else ""
             return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
@@ -165,9 +172,11 @@ def _checks(entry: dict, name: str) -> tuple[Check, ...]:
         problem = _check_statistic(str(raw["statistic"]))
         if problem:
             raise LedgerError(f"{name}: {problem}")
-        groups = tuple(map(str, raw[kind])) if kind == "compare" else (str(raw[kind]),)
-        if kind == "compare" and len(groups) != 2:
-            raise LedgerError(f"{name}: compare takes [lower, higher] ({raw})")
+        groups = tuple(map(str, raw[kind])) if kind in PAIRED else (str(raw[kind]),)
+        if kind in PAIRED and len(groups) != 2:
+            raise LedgerError(f"{name}: {kind} takes two groups, [lower, higher] for compare ({raw})")
+        if kind == "differ" and raw["statistic"] == "converged":
+            raise LedgerError(f"{name}: differ compares values of runs; for converged runs use compare ({raw})")
         if kind == "share" and (raw.get("below") is None) == (raw.get("above") is None):
             raise LedgerError(f"{name}: share takes below: or above: ({raw})")
         if raw.get("if_none", "inconclusive") not in VERDICTS:

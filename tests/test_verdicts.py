@@ -58,6 +58,19 @@ def test_compare_confirms_contradicts_or_is_inconclusive():
     assert mixed.verdict == "inconclusive" and mixed.power[0]
 
 
+def test_differ_confirms_either_direction_and_never_contradicts():
+    """5 against 5 fully separated: two-sided exact p = 2/252 either way; interleaved
+    (U = 6 of 25, one-sided 28/252): two-sided 56/252, inconclusive, not contradicted."""
+    c = claim("model=a,b", {"differ": ["a", "b"], "statistic": "final_bit_errors"})
+    low, high = [1, 2, 3, 4, 5], [6, 7, 8, 9, 10]
+    for x, y in ((low, high), (high, low)):
+        found = decide(c, runs_table({"a": {"values": x}, "b": {"values": y}}), "final_bit_errors")
+        assert found.verdict == "confirmed" and f"two-sided p {2 / 252:.3g} (Holm {2 / 252:.3g})" in found.ours[0]
+    found = decide(c, runs_table({"a": {"values": [1, 2, 3, 7, 8]}, "b": {"values": [4, 5, 6, 9, 10]}}), "final_bit_errors")
+    assert found.verdict == "inconclusive" and f"two-sided p {56 / 252:.3g}" in found.ours[0] and found.power[0]
+    assert "differ, two-sided Mann-Whitney" in c.rule
+
+
 def test_a_run_that_never_converged_ranks_last():
     c = claim("model=a,b", SEQUENCES)
     never = [math.nan] * 5  # per_run's sequences_to_converge of runs that did not converge
@@ -208,10 +221,11 @@ def test_a_claim_without_a_machine_rule_is_listed_as_not_decided():
     [
         ({"compare": ["a", "b"], "statistic": "speed"}, "unknown statistic 'speed'"),
         ({"compare": ["a", "z"], "statistic": "converged"}, "group 'z': z is no value of the experiment"),
-        ({"compare": ["a"], "statistic": "converged"}, "compare takes \\[lower, higher\\]"),
+        ({"compare": ["a"], "statistic": "converged"}, "compare takes two groups, \\[lower, higher\\] for compare"),
+        ({"differ": ["a", "b"], "statistic": "converged"}, "differ compares values of runs"),
         ({"share": "a", "statistic": "converged"}, "share takes below: or above:"),
         ({"share": "a", "statistic": "converged", "below": "x"}, "must be numbers"),
-        ({"statistic": "converged"}, "a check needs one of compare, share, within"),
+        ({"statistic": "converged"}, "a check needs one of compare, differ, share, within"),
         ({"within": "a", "statistic": "spike_interval", "if_none": "maybe"}, "if_none must be one of"),
     ],
 )

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, SIZE_KEYS, TRACE, Check, Claim, per_level, statistic_title
+from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, PAIRED, SIZE_KEYS, TRACE, Check, Claim, per_level, statistic_title
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.training.run_folder import FINISHED
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
@@ -260,20 +260,29 @@ def _within(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -
     return Outcome("confirmed" if inside else "contradicted", ours)
 
 
-DECIDE = {"compare": _compare, "share": _share, "within": _within}
+DECIDE = {"compare": _compare, "differ": _compare, "share": _share, "within": _within}
+
+
+def _two_sided(outcome: Outcome) -> float:
+    return min(1.0, 2 * min(outcome.p_claim, outcome.p_opposite))
 
 
 def _settle_comparisons(outcomes: list[Outcome], checks: tuple[Check, ...]) -> None:
     """Holm over the claim's comparisons, each direction its own family: the claimed
-    direction below ALPHA confirms, the opposite contradicts, else inconclusive."""
-    tested = [i for i, (o, c) in enumerate(zip(outcomes, checks)) if c.kind == "compare" and not o.verdict]
+    direction below ALPHA confirms, the opposite contradicts, else inconclusive (a
+    ``differ`` check: its two-sided p in the claimed family; never contradicted)."""
+    tested = [i for i, (o, c) in enumerate(zip(outcomes, checks)) if c.kind in PAIRED and not o.verdict]
     if not tested:
         return
-    claimed = holm(np.array([outcomes[i].p_claim for i in tested]))
-    opposite = holm(np.array([outcomes[i].p_opposite for i in tested]))
-    for i, p, q in zip(tested, claimed, opposite):
+    two_sided = [checks[i].kind == "differ" for i in tested]
+    claimed = holm(np.array([_two_sided(outcomes[i]) if both else outcomes[i].p_claim for i, both in zip(tested, two_sided)]))
+    opposite = holm(np.array([1.0 if both else outcomes[i].p_opposite for i, both in zip(tested, two_sided)]))
+    for i, both, p, q in zip(tested, two_sided, claimed, opposite):
         outcome = outcomes[i]
-        outcome.ours += f"; one-sided p {outcome.p_claim:.3g} (Holm {p:.3g}), opposite p {outcome.p_opposite:.3g}"
+        if both:
+            outcome.ours += f"; two-sided p {_two_sided(outcome):.3g} (Holm {p:.3g})"
+        else:
+            outcome.ours += f"; one-sided p {outcome.p_claim:.3g} (Holm {p:.3g}), opposite p {outcome.p_opposite:.3g}"
         outcome.verdict = "confirmed" if p < ALPHA else "contradicted" if q < ALPHA else "inconclusive"
 
 
@@ -282,6 +291,8 @@ def _power(check: Check, outcome: Outcome, family: int) -> str:
     if outcome.samples is None or outcome.verdict != "inconclusive":
         return outcome.power
     x, y = outcome.samples
+    if check.kind == "differ":  # a two-sided test: either direction at half the level
+        return _mann_whitney_power(x, y, 2 * family)
     return _fisher_power(x, y, family) if check.on == "converged" else _mann_whitney_power(x, y, family)
 
 
@@ -330,7 +341,7 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
                for check in claim.checks]  # each check's runs: all, or the converged ones
     outcomes = [DECIDE[check.kind](check, values[check.on], runs) for check, runs in zip(claim.checks, counted)]
     _settle_comparisons(outcomes, claim.checks)
-    family = sum(check.kind == "compare" for check in claim.checks)
+    family = sum(check.kind in PAIRED for check in claim.checks)
     power = [_power(check, outcome, family) for check, outcome in zip(claim.checks, outcomes)]
     return Verdict(
         claim, combine([o.verdict for o in outcomes]), [f"{o.verdict}: {o.ours}" for o in outcomes],
