@@ -50,9 +50,11 @@ TRACE_STATISTICS = {  # from the run's attention trace at its first test level (
     "read_starts_at_write_start": "the first scored read within one location of the first write (1 yes, 0 no)",
     "max_weight": "the largest weight, averaged over the write head's input steps and the read head's scored steps (1: sharp)",
     "write_priority_r2": "R^2 of the write location (unwrapped) against the input's priority (priority sort)",
+    "weight_entropy": "the entropy of head 1's write (input steps) and read (scored steps) weightings over log N, averaged (1: uniform)",
 }
 STATISTICS |= {TRACE + name: text for name, text in TRACE_STATISTICS.items()}
 AMONG = ("converged",)  # a share check may count only the runs that converged
+OUTCOMES = ("converged", "unconverged")  # words a check's group may add: the runs that did (not) converge
 GENERALISATION = "generalisation."
 ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
 GENERALISATION_METRICS = ("cost_bits", "bit_errors", "copy_bit_errors", "marker_bit_errors")  # repeat copy's bits, its end channel
@@ -121,7 +123,8 @@ class Check:
       contradicted; ``if_none`` when no run has a value.
 
     A group is named by values of the experiment's overrides ("ntm2", "graves/copy_lstm",
-    "ift6135/lstm_ntm adam"): a run belongs when it has every one."""
+    "ift6135/lstm_ntm adam"), and may add ``converged`` or ``unconverged`` (the runs that did
+    or did not converge): a run belongs when it has every one."""
 
     kind: str
     on: str
@@ -294,7 +297,7 @@ def _claim(entry: dict, file: str) -> Claim:
     named = [group for check in claim.checks for group in check.groups]
     named += [str(point["group"]) for point in (claim.figure or {}).get("points", ())]
     for group in named:
-        unknown = [word for word in group.split() if word not in values]
+        unknown = [word for word in group.split() if word not in values and word not in OUTCOMES]
         if unknown:
             raise LedgerError(f"{name}: group {group!r}: {', '.join(unknown)} is no value of the experiment")
     return claim

@@ -93,6 +93,11 @@ def test_the_copy_algorithm_read_off_a_trace(tmp_path):
     assert stats["write_moves_one"] == 1.0 and stats["read_moves_one"] == 1.0
     assert stats["read_starts_at_write_start"] == 1.0 and stats["max_weight"] == 1.0
     assert np.isnan(stats["write_priority_r2"])  # not priority sort
+    assert stats["weight_entropy"] == pytest.approx(0.0, abs=1e-12)  # the idle write steps do not count
+    uniform = read.copy()
+    uniform[5:] = 1 / 8  # Nielsen's failure mode for the read head: 4 sharp writes, 4 uniform reads
+    np.savez(path, inputs=np.zeros((9, 10)), mask=mask, write_weights=write, read_weights=uniform, task="copy")
+    assert trace_statistics(str(path))["weight_entropy"] == pytest.approx(0.5)
     read = one_hot([0, 0, 0, 0, 0, 3, 3, 4, 6], 8) * 0.5  # reads elsewhere, one step of three moves by one; weights 0.5
     np.savez(path, inputs=np.zeros((9, 10)), mask=mask, write_weights=write, read_weights=read, task="copy")
     stats = trace_statistics(str(path))

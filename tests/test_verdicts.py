@@ -272,3 +272,25 @@ def test_power_when_only_ties_stand_between_the_result_and_the_threshold():
     found = decide(c, runs_table({"a": {"values": x}, "b": {"values": y}}), "spikes_after_reached")
     assert found.verdict == "inconclusive"
     assert found.power == ["at the threshold: any shift of the first group down reaches Holm p < 0.05 (ties between the groups decide)"]
+
+
+def test_groups_may_split_the_runs_by_whether_they_converged():
+    c = claim("model=a", {"compare": ["converged", "unconverged"], "statistic": "trace.weight_entropy"}, seeds="0-5")
+    runs = runs_table({"a": {"values": [0.1, 0.2, 0.15, 0.9, 0.8, 0.95]}})
+    run_stats = runs[["run"]].assign(**{"trace.weight_entropy": runs["value"], "converged": [True, True, True, False, False, False]})
+    found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
+    # 3 against 3 fully separated: one-sided exact p = 1/20
+    assert "converged median 0.15 (n=3) vs unconverged 0.9 (n=3)" in found.ours[0] and f"one-sided p {1 / 20:.3g}" in found.ours[0]
+    assert found.verdict == "inconclusive"  # 0.05 is not below 0.05
+    every = run_stats.assign(converged=True)
+    found = verdicts.decide(c, runs, every, pd.DataFrame())
+    assert found.verdict == "inconclusive" and found.ours[0] == "inconclusive: no unconverged runs among the 6"
+
+
+def test_weighting_entropy_by_hand():
+    from ntm_repro.report.traces import normalised_entropy
+
+    assert normalised_entropy(np.full((3, 4), 0.25)) == pytest.approx(1.0)
+    assert normalised_entropy(np.eye(4)) == pytest.approx(0.0, abs=1e-12)
+    assert normalised_entropy(np.array([[0.5, 0.5, 0.0, 0.0]])) == pytest.approx(0.5)  # ln 2 / ln 4
+    assert math.isnan(normalised_entropy(np.empty((0, 4))))

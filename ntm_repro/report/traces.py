@@ -51,6 +51,15 @@ def input_steps(mask: np.ndarray) -> np.ndarray:
     return np.arange(max(int(scored[0]) - 1, 0) if len(scored) else max(len(mask) - 1, 0))
 
 
+def normalised_entropy(weightings: np.ndarray) -> float:
+    """The mean over rows of -sum w log w / log N (N the row's length): 0 for one location,
+    1 for a uniform weighting (Nielsen's failure mode); NaN for no rows."""
+    if not len(weightings) or weightings.shape[-1] < 2:
+        return math.nan
+    w = np.clip(weightings / weightings.sum(-1, keepdims=True), 1e-300, None)
+    return float((-(w * np.log(w)).sum(-1) / math.log(weightings.shape[-1])).mean())
+
+
 def r_squared(x: np.ndarray, y: np.ndarray) -> float:
     """R^2 of the least-squares line of ``y`` on ``x`` (NaN if either is constant)."""
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -76,7 +85,9 @@ def trace_statistics(path: str) -> dict[str, float]:
         distance = abs(int(reads[scored[0]]) - int(writes[inputs[0]])) % size
         result["read_starts_at_write_start"] = float(min(distance, size - distance) <= 1)
     # sharpness where each head does its work: an idle head's weighting may spread
-    result["max_weight"] = float(np.concatenate([write[inputs, 0].max(-1), read[scored, 0].max(-1)]).mean())
+    working = np.concatenate([write[inputs, 0], read[scored, 0]])
+    result["max_weight"] = float(working.max(-1).mean())
+    result["weight_entropy"] = normalised_entropy(working)
     writes_by_priority = priority_writes(arrays)
     if writes_by_priority is not None:
         result["write_priority_r2"] = r_squared(*writes_by_priority)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, PAIRED, SIZE_KEYS, TRACE, Check, Claim, per_level, statistic_title
+from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, OUTCOMES, PAIRED, SIZE_KEYS, TRACE, Check, Claim, per_level, statistic_title
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.training.run_folder import FINISHED
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
@@ -205,6 +205,9 @@ def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) 
     lower, higher = check.groups
     runs = {group: values.reindex(members(group, tags)) for group in check.groups}
     missing = [group for group, found in runs.items() if found.empty]
+    if missing and all(set(group.split()) & set(OUTCOMES) for group in missing):  # the runs exist, none turned out so
+        return Outcome("inconclusive", f"no {' and no '.join(missing)} runs among the {len(tags)}",
+                       power=f"needs runs of {' and '.join(missing)}")
     if missing:
         return Outcome(NOT_RUN, f"no runs of {' and '.join(missing)}")
     empty = [group for group, found in runs.items() if found.isna().all()]
@@ -336,9 +339,12 @@ def decide(claim: Claim, runs: pd.DataFrame, run_stats: pd.DataFrame, generalisa
     if claim.unchecked:
         deviations.append(f"not checked by the rule: {claim.unchecked}")
     values = {check.on: statistic(check.on, run_stats, generalisation) for check in claim.checks}
-    converged = statistic("converged", run_stats, generalisation) if any(c.among for c in claim.checks) else None
+    by_outcome = any(set(group.split()) & set(OUTCOMES) for check in claim.checks for group in check.groups)
+    converged = statistic("converged", run_stats, generalisation) if by_outcome or any(c.among for c in claim.checks) else None
     counted = [{run: tags for run, tags in matched.tags.items() if not check.among or converged.get(run) == 1}
                for check in claim.checks]  # each check's runs: all, or the converged ones
+    if converged is not None:  # groups may name the runs that did or did not converge
+        counted = [{run: (*tags, OUTCOMES[int(converged.get(run) != 1)]) for run, tags in runs.items()} for runs in counted]
     outcomes = [DECIDE[check.kind](check, values[check.on], runs) for check, runs in zip(claim.checks, counted)]
     _settle_comparisons(outcomes, claim.checks)
     family = sum(check.kind in PAIRED for check in claim.checks)
