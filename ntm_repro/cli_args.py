@@ -26,7 +26,11 @@ MULTIRUN_FLAGS = ("-m", "--multirun", "hydra.mode=MULTIRUN")
 
 
 #: presets chosen on the command line -> (the extra that installs them, the modules they import)
-EXTRAS = {"hydra/sweeper=optuna": ("optuna", ("optuna", "hydra_plugins.hydra_optuna_sweeper"))}
+EXTRAS = {
+    "hydra/sweeper=optuna": ("optuna", ("optuna", "hydra_plugins.hydra_optuna_sweeper")),
+    "logger=wandb": ("wandb", ("wandb",)),
+    "logger=csv_wandb": ("wandb", ("wandb",)),
+}
 
 
 def _installed(module: str) -> bool:

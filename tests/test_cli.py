@@ -251,3 +251,18 @@ def test_a_preset_whose_extra_is_missing_is_one_line_naming_it(tmp_path):
     result = subprocess.run([NTM_REPRO, "-m", "hydra/sweeper=optuna_lr", *TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "ntm-repro: error: hydra/sweeper=optuna_lr: needs the optuna extra; install it with pip install -e '.[optuna]'"
+
+
+def test_wandb_without_its_extra_is_one_line_naming_it(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(  # as if `pip install -e .` without [wandb]
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'wandb' or name.startswith('wandb.'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([NTM_REPRO, "logger=csv_wandb", *TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "ntm-repro: error: logger=csv_wandb: needs the wandb extra; install it with pip install -e '.[wandb]'"

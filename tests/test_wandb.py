@@ -251,3 +251,13 @@ def test_checkpoint_console_and_system_metrics_can_be_switched_off(tmp_path, mon
     run = offline_run(tmp_path / "run", wait_s=20)
     assert not [a for a in run.get("artifacts", []) if a.type == "model"]
     assert not {"output_raw", "stats"} & run["kinds"], run["kinds"]
+
+
+def test_the_logger_without_wandb_installed_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    """A preset naming the logger in a config file (not on the command line): the same line when it is built."""
+    from ntm_repro.errors import ConfigError
+    from ntm_repro.training.wandb_logger import WandbLogger
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    with pytest.raises(ConfigError, match=r"^logger.wandb needs the wandb extra; install it with pip install -e '\.\[wandb\]'$"):
+        WandbLogger(save_dir=str(tmp_path))

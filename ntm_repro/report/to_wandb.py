@@ -16,9 +16,10 @@ def log_report(name: str, files: list[Path], tables: list[Path], group: str, sav
     """Log the report's ``files`` and ``tables`` (CSV) to a W&B run of ``group``; returns
     a line saying where."""
     import pandas as pd
-    import wandb
 
-    from ntm_repro.training.wandb_logger import _mode, _one_line
+    from ntm_repro.training.wandb_logger import _mode, _one_line, import_wandb
+
+    wandb = import_wandb("--wandb")
 
     mode = _mode(os.environ.get("WANDB_MODE", "offline"))
     save_dir.mkdir(parents=True, exist_ok=True)

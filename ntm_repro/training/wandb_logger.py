@@ -48,6 +48,15 @@ def _read_config(save_dir: str) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+def import_wandb(feature: str) -> Any:
+    """The ``wandb`` module, or a ConfigError naming the extra that installs it."""
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError(f"{feature} needs the wandb extra; install it with pip install -e '.[wandb]'") from None
+    return wandb
+
+
 def finish_open_runs() -> None:
     """Finish the W&B runs an earlier job of this process left open (it failed before
     training); called before a job builds its loggers."""
@@ -207,7 +216,7 @@ class WandbLogger(Logger):
     def _init_run(
         self, project: str, entity: str | None, tags: list[str], init_timeout: float, system_metrics: bool, console: bool, resume: bool
     ) -> Any:
-        import wandb
+        wandb = import_wandb("logger.wandb")
 
         settings = dict(
             silent=True,  # no banners, no "View run at" lines
