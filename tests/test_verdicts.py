@@ -294,3 +294,12 @@ def test_weighting_entropy_by_hand():
     assert normalised_entropy(np.eye(4)) == pytest.approx(0.0, abs=1e-12)
     assert normalised_entropy(np.array([[0.5, 0.5, 0.0, 0.0]])) == pytest.approx(0.5)  # ln 2 / ln 4
     assert math.isnan(normalised_entropy(np.empty((0, 4))))
+
+
+def test_no_budget_deviation_when_no_run_is_left():
+    c = claim("model=a train.sequences=40000", {"within": "a", "statistic": "spike_interval"}, seeds="0-3")
+    table = runs_table({"a": {"values": [1, 2, 3, 4]}}, budget=300)
+    table["overrides"] = [{**o, "model.memory.locations": str(n)} for o, n in zip(table["overrides"], (32, 32, 128, 256))]
+    table.loc[3, "status"] = "interrupted"
+    matched = verdicts.match(c, table)  # the interrupted run is not counted, the others set what the claim does not name
+    assert not matched.tags and not any(d.startswith("budget") for d in matched.deviations)

@@ -98,7 +98,7 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
             tags.pop(name, None)
     budgets = ", ".join(f"{b:,}" for b in sorted(set(matched["budget"].dropna().astype(int))))
     ledger_budget = claim.sweep.get("train.sequences", (None,))[0]
-    if ledger_budget is not None and budgets != f"{int(float(ledger_budget)):,}":
+    if ledger_budget is not None and budgets and budgets != f"{int(float(ledger_budget)):,}":  # no runs left: nothing to say
         deviations.append(f"budget {budgets} sequences, the ledger's {int(float(ledger_budget)):,}")
     elif ledger_budget is None and any("train.sequences" in overrides for overrides in matched["overrides"]):
         deviations.append(f"budget {budgets} sequences, set on the command line (the ledger keeps the preset's)")
