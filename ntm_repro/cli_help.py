@@ -5,8 +5,8 @@ that presets build on, marked ``# base config:``, e.g. ``graves/shared``), examp
 from __future__ import annotations
 
 import textwrap
-from importlib import resources
-from importlib.resources.abc import Traversable
+
+from ntm_repro.presets import presets
 
 USAGE = """\
 usage: ntm-repro [GROUP=PRESET ...] [KEY=VALUE ...]    train one configuration
@@ -28,35 +28,6 @@ examples:
 Any config key can be overridden (KEY=VALUE; ++KEY=VALUE adds one); `ntm-repro --cfg job
 [OVERRIDES]` prints the composed config, `--hydra-help` Hydra's own flags.
 """
-
-
-def _yaml_files(folder: Traversable, prefix: str = "") -> dict[str, Traversable]:
-    """``relative name without .yaml -> file`` under ``folder``, recursively."""
-    found = {}
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.name.startswith("__"):
-            found.update(_yaml_files(entry, f"{prefix}{entry.name}/"))
-        elif entry.name.endswith(".yaml"):
-            found[prefix + entry.name[: -len(".yaml")]] = entry
-    return found
-
-
-BASE_MARKER = "# base config:"  # a comment line of a file the presets build on
-
-
-def _is_base(file: Traversable) -> bool:
-    """A base file (marked with :data:`BASE_MARKER`), not a preset to choose."""
-    return any(line.startswith(BASE_MARKER) for line in file.read_text().splitlines())
-
-
-def presets() -> dict[str, list[str]]:
-    """Every config group (Hydra's own left out) and its presets, base files left out."""
-    root = resources.files("ntm_repro.conf")
-    groups = {}
-    for group in sorted(entry.name for entry in root.iterdir() if entry.is_dir() and entry.name not in ("hydra", "__pycache__")):
-        files = _yaml_files(root / group)
-        groups[group] = sorted(name for name, file in files.items() if not _is_base(file))
-    return groups
 
 
 def help_text() -> str:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 from hydra import compose, initialize_config_module
 
 from ntm_repro.models.factory import build_model, count_parameters
+from ntm_repro.presets import presets
 from ntm_repro.training.instantiate import build_task
 
 KINDS = {"ff_ntm": "NTM, feedforward controller", "mlp_ntm": "NTM, feedforward controller", "lstm_ntm": "NTM, LSTM controller",
@@ -30,8 +30,8 @@ CLAIMS = {"graves": "G10", "ift6135": "I1"}
 
 
 def _presets(source: str) -> set[str]:
-    folder = resources.files("ntm_repro.conf").joinpath("experiment", source)
-    return {entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+    """The experiment presets of one source (``graves``, ``ift6135``), by name."""
+    return {name.split("/", 1)[1] for name in presets()["experiment"] if name.startswith(f"{source}/")}
 
 
 def graves_presets() -> list[str]:

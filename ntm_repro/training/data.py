@@ -66,3 +66,10 @@ def heldout(task: Task, levels: Sequence[Any], batch_size: int, salt: int = 0) -
     same episodes for every run, so seeds and models are compared on identical data."""
     generator = stream(Purpose.HELDOUT, salt, 0)
     return [task.episode(batch_size, level, generator) for level in levels]
+
+
+def generalisation_sets(task: Task, levels: Sequence[Any], per_level: int) -> list[Episode]:
+    """The generalisation test's episodes, one batch of ``per_level`` per level: held-out
+    episodes from the tests' own stream (:data:`TEST_SALT`), new beside the validation set
+    and the same for every run."""
+    return heldout(task, levels, per_level, salt=TEST_SALT)

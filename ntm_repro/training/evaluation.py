@@ -18,7 +18,7 @@ from ntm_repro.models.ntm import NTM
 from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Task
 from ntm_repro.training.build import build_networks
-from ntm_repro.training.data import TEST_SALT, heldout
+from ntm_repro.training.data import generalisation_sets
 from ntm_repro.training.metrics import evaluate
 from ntm_repro.training.run_folder import KEPT, write_generalisation
 from ntm_repro.training.instantiate import build_task
@@ -33,7 +33,7 @@ def generalisation_rows(
     over them: the per-bit error): one list of rows per seed of the population (under the
     trainer's ``precision``, as training ran)."""
     rows: list[list[dict[str, Any]]] = [[] for _ in range(model.seeds)]
-    for level, episode in zip(levels, heldout(task, levels, per_level, salt=TEST_SALT)):
+    for level, episode in zip(levels, generalisation_sets(task, levels, per_level)):
         in_range = level in task.train_levels
         scored = float(episode.mask.sum()) * episode.targets.shape[-1] / episode.mask.shape[0]  # target bits per sequence
         for seed_rows, metrics in zip(rows, evaluate(model, [episode], task.reference_metrics, precision, task.scored_apart)):
@@ -54,7 +54,7 @@ def write_attention(model: torch.nn.Module, task: Task, level: Any, run_dir: Pat
     (T, H, N) within each head's block and the memory after the last step (K N, W)."""
     was_training = model.training
     model.eval()
-    (episode,) = heldout(task, [level], 1, salt=TEST_SALT)
+    (episode,) = generalisation_sets(task, [level], 1)
     arrays: dict[str, Any] = {
         "inputs": episode.inputs[0].numpy(),
         "targets": episode.targets[0].numpy(),

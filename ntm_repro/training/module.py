@@ -27,7 +27,7 @@ from ntm_repro.models.ntm import NTM
 from ntm_repro.models.population import Population
 from ntm_repro.tasks.base import Episode, Task
 from ntm_repro.training.callbacks import early_stop_reason
-from ntm_repro.training.data import TEST_SALT, heldout
+from ntm_repro.training.data import generalisation_sets
 from ntm_repro.training.metrics import LN2, Reference, bit_errors, cost_nats, evaluate
 from ntm_repro.training.run_folder import KEPT
 from ntm_repro.training.seed_checkpoints import CONFIGS, STACKED_PREFIX, split_checkpoint, stack_checkpoints
@@ -278,7 +278,7 @@ class SequenceLearner(pl.LightningModule):
         if self.task is None:
             raise ConfigError("this learner has no task: build it with SequenceLearner.load_from_checkpoint or ntm-repro")
         levels = self.task.test_levels
-        episodes = heldout(self.task, levels, self.test_batch_size, salt=TEST_SALT)
+        episodes = generalisation_sets(self.task, levels, self.test_batch_size)
         return DataLoader(list(zip(map(str, map(self.task.level_label, levels)), episodes)), batch_size=None)
 
     def test_step(self, labelled: tuple[str, Episode], batch_idx: int) -> None:
