@@ -51,6 +51,7 @@ architectures = st.sampled_from(
         ["model=ntm1"],
         ["model=ntm2"],
         ["model=ntm2", "model.topology.mixing=free"],
+        ["model=ntm2", "model.topology.learn_mix=false"],  # fixed a, b: a buffer, not a parameter
         ["model=ntm3"],  # write heads fed by layers 1 and 2
         ["model=ntm", "controller=feedforward"],
         ["model=ntm1", "controller=feedforward", "controller.layers=2", "controller.activation=tanh"],

@@ -231,11 +231,19 @@ class Mixer(nn.Module):
         else:
             self.register_buffer("coefficients", torch.tensor([[a, b]] * n))
 
-    def effective(self) -> torch.Tensor:
-        """``(a, b)`` of every mixed block, (n_mixed, 2), in the order of :attr:`mixed`."""
+    @property
+    def weight_name(self) -> str:
+        """The name of what holds the coefficients: ``theta`` (convex) or ``coefficients``."""
+        return "theta" if self.form == "convex" else "coefficients"
+
+    def effective(self, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``(a, b)`` of every mixed block, (..., n_mixed, 2), in the order of :attr:`mixed`,
+        from ``weight`` (:attr:`weight_name`'s tensor with leading dimensions, e.g. a
+        population's stacked one), the mixer's own by default."""
+        weight = getattr(self, self.weight_name) if weight is None else weight
         if self.form == "convex":
-            return torch.stack((torch.sigmoid(self.theta), torch.sigmoid(-self.theta)), dim=-1)
-        return self.coefficients
+            return torch.stack((torch.sigmoid(weight), torch.sigmoid(-weight)), dim=-1)
+        return weight
 
     def figures(self, names: Sequence[str]) -> dict[str, float]:
         """``mix_<block>_a`` and ``mix_<block>_b`` of every mixed block (``names``: the

@@ -7,11 +7,13 @@ operations once per sequence (each controller layer's [W_ih, W_hh] as one matrix
 LSTM biases summed, each head projection laid out in the canonical column order, the mixing coefficients, the initial weightings as a softmax of
 their logits), so autograd carries the gradients from the derived tensors back to the
 parameters; the time loop itself records nothing. The output layer, applied to every step
-at once, stays an ordinary torch operation (:meth:`NTM.readout`).
+at once, stays an ordinary torch operation (:func:`readout`). Everything here works on a
+population's stacked tensors (name -> (K, ...)) directly: no ``vmap``, no ``functional_call``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,62 +71,78 @@ class Layout:
         )
 
 
-def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+def _stack(tensors: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
     """``torch.stack``, as a view when there is one tensor (a network alone, one layer)."""
-    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+    return tensors[0].unsqueeze(dim) if len(tensors) == 1 else torch.stack(tensors, dim)
 
 
-def _controller_tensors(net: NTM) -> tuple[torch.Tensor, torch.Tensor]:
-    """w_all (L, G, C) and bias (L, G) of one network: per layer [W_ih, W_hh (LSTM), zeros
-    to the widest], so that a step is one matrix-vector product over [input, h_{t-1}] (two
+Tensors = Mapping[str, torch.Tensor]  # a population's parameters and buffers by name, each (K, ...)
+
+
+def _controller_tensors(net: NTM, t: Tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """w_all (K, L, G, C) and bias (K, L, G): per layer [W_ih, W_hh (LSTM), zeros to the
+    widest], so that a step is one matrix-vector product over [input, h_{t-1}] (two
     products, the first over a short input, cost about three times as much)."""
     c = net.controller
+    layers = range(c.num_layers)
     if isinstance(c, LSTMController):
-        weights = [torch.cat((w_ih, w_hh), dim=1) for w_ih, w_hh in zip(c.weight_ih, c.weight_hh)]
-        bias = [b if c.bias_hh is None else b + c.bias_hh[l] for l, b in enumerate(c.bias_ih)]
+        weights = [torch.cat((t[f"controller.weight_ih.{l}"], t[f"controller.weight_hh.{l}"]), dim=-1) for l in layers]
+        bias = [t[f"controller.bias_ih.{l}"] + t[f"controller.bias_hh.{l}"] if c.bias_hh is not None else t[f"controller.bias_ih.{l}"]
+                for l in layers]
     else:
-        weights = [layer.weight for layer in c.layers]
-        bias = [layer.bias for layer in c.layers]
-    widest = max(w.shape[1] for w in weights)
-    return _stack([w if w.shape[1] == widest else F.pad(w, (0, widest - w.shape[1])) for w in weights]), _stack(bias)
+        weights = [t[f"controller.layers.{l}.weight"] for l in layers]
+        bias = [t[f"controller.layers.{l}.bias"] for l in layers]
+    widest = max(w.shape[-1] for w in weights)
+    return _stack([w if w.shape[-1] == widest else F.pad(w, (0, widest - w.shape[-1])) for w in weights], 1), _stack(bias, 1)
 
 
-def _head_tensors(net: NTM, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-    """proj (L, P, H): each feeding layer's projection in canonical row order (zero rows for
-    heads it does not feed), and the summed bias (P,)."""
-    size = net.controller.layer_sizes[0]
-    total = sum(p.out_features for p in net.projections)
-    ref = net.projections[0].weight
+def _head_tensors(net: NTM, layout: Layout, t: Tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """proj (K, L, P, H): each feeding layer's projection in canonical row order (zero rows
+    for heads it does not feed), and the summed bias (K, P)."""
+    ref = t["projections.0.weight"]
+    k, size, total = ref.shape[0], net.controller.layer_sizes[0], sum(p.out_features for p in net.projections)
     if layout.proj_whole:  # the weights as they are: no scatter
-        proj = [ref if layer == net.feeding_layers[0] else ref.new_zeros(total, size) for layer in range(len(layout.feeds))]
-        return _stack(proj), net.projections[0].bias
-    proj = [ref.new_zeros(total, size) for _ in net.controller.layer_sizes]
-    bias = ref.new_zeros(total)
-    for projection, layer, rows in zip(net.projections, net.feeding_layers, layout.proj_rows):
+        proj = [ref if layer == net.feeding_layers[0] else ref.new_zeros(k, total, size) for layer in range(len(layout.feeds))]
+        return _stack(proj, 1), t["projections.0.bias"]
+    proj = [ref.new_zeros(k, total, size) for _ in net.controller.layer_sizes]
+    bias = ref.new_zeros(k, total)
+    for i, (layer, rows) in enumerate(zip(net.feeding_layers, layout.proj_rows)):
         index = torch.as_tensor(rows)
-        proj[layer] = proj[layer].index_add(0, index, projection.weight)
-        bias = bias.index_add(0, index, projection.bias)
-    return torch.stack(proj), bias
+        proj[layer] = proj[layer].index_add(1, index, t[f"projections.{i}.weight"])
+        bias = bias.index_add(1, index, t[f"projections.{i}.bias"])
+    return torch.stack(proj, 1), bias
 
 
-def _initial_tensors(net: NTM) -> tuple[torch.Tensor, ...]:
-    """mem0 (NB, N, W), reads0 (R,), weights0 (HH, N), state0 (L, 2, H) of one network."""
-    mem0 = net.memory_init.bias.reshape(net.num_blocks, net.locations, net.width)
-    weights0 = torch.softmax(net.init_weight_logits, dim=-1)
+def _initial_tensors(net: NTM, t: Tensors) -> tuple[torch.Tensor, ...]:
+    """mem0 (K, NB, N, W), reads0 (K, R), weights0 (K, HH, N), state0 (K, L, 2, H)."""
+    reads0 = t["init_reads"]
+    mem0 = t["memory_init.bias"].reshape(reads0.shape[0], net.num_blocks, net.locations, net.width)
+    weights0 = torch.softmax(t["init_weight_logits"], dim=-1)
     c = net.controller
-    state0 = c.init_state if isinstance(c, LSTMController) else mem0.new_zeros(c.num_layers, 2, c.size)
-    return mem0, net.init_reads, weights0, state0
+    state0 = t["controller.init_state"] if isinstance(c, LSTMController) else mem0.new_zeros(reads0.shape[0], c.num_layers, 2, c.size)
+    return mem0, reads0, weights0, state0
 
 
-def derived_tensors(net: NTM, layout: Layout) -> list[torch.Tensor]:
-    """The engine's inputs for one network, in :class:`FusedSequence`'s order."""
-    w_all, bias = _controller_tensors(net)
-    proj, proj_bias = _head_tensors(net, layout)
+def derived_tensors(net: NTM, layout: Layout, t: Tensors) -> list[torch.Tensor]:
+    """The engine's inputs, in :class:`FusedSequence`'s order, for K networks of ``net``'s
+    architecture from their parameters and buffers ``t`` (each with a leading K). ``net``
+    gives the structure only (a meta-device template will do)."""
+    w_all, bias = _controller_tensors(net, t)
+    proj, proj_bias = _head_tensors(net, layout, t)
     if len(layout.mix_rows):
-        mix_ab = net.mixer.effective()[torch.as_tensor(layout.mix_rows)]
+        mix_ab = net.mixer.effective(t[f"mixer.{net.mixer.weight_name}"])[:, torch.as_tensor(layout.mix_rows)]
     else:
-        mix_ab = w_all.new_zeros(0, 2)
-    return [w_all, bias, proj, proj_bias, mix_ab, *_initial_tensors(net)]
+        mix_ab = w_all.new_zeros(w_all.shape[0], 0, 2)
+    return [w_all, bias, proj, proj_bias, mix_ab, *_initial_tensors(net, t)]
+
+
+def readout(t: Tensors, tops: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+    """:meth:`NTM.readout` of K networks: ``W_o [h_t, r_t] + b_o``, (K, B, T, H) and (K, B,
+    T, R) -> (K, B, T, O), one batched matrix product."""
+    k, b, t_len, _ = tops.shape
+    weight, bias = t["output.weight"], t["output.bias"]
+    features = torch.cat((tops, reads), dim=-1).reshape(k, b * t_len, -1)
+    return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2)).reshape(k, b, t_len, -1)
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -217,12 +235,16 @@ class FusedSequence(torch.autograd.Function):
         )
 
 
+def fused_logits(net: NTM, layout: Layout, t: Tensors, inputs: torch.Tensor) -> torch.Tensor:
+    """Output logits (K, B, T, O) of K networks of ``net``'s architecture (parameters and
+    buffers ``t``, each (K, ...)) on ``inputs`` (K, B, T, I), network k on row k."""
+    tops, reads = FusedSequence.apply(layout, inputs, *derived_tensors(net, layout, t))
+    return readout(t, tops, reads)
+
+
 def fused_forward(nets: list[NTM], inputs: torch.Tensor) -> torch.Tensor:
-    """Output logits (K, B, T, O) of the K networks ``nets`` (one architecture) on
-    ``inputs`` (K, B, T, I), network k on row k. The architecture's :class:`Layout` is
-    worked out once and kept on the first network."""
+    """:func:`fused_logits` of the networks ``nets`` (one architecture), their parameters
+    stacked. The architecture's :class:`Layout` is worked out once and kept on the first."""
     layout = nets[0].__dict__.get("_fused_layout") or nets[0].__dict__.setdefault("_fused_layout", Layout.of(nets[0]))
-    per_net = [derived_tensors(net, layout) for net in nets]
-    stacked = [_stack(list(parts)) for parts in zip(*per_net)]
-    tops, reads = FusedSequence.apply(layout, inputs, *stacked)
-    return torch.stack([net.readout(tops[k], reads[k]) for k, net in enumerate(nets)])
+    named = [dict((*net.named_parameters(), *net.named_buffers())) for net in nets]
+    return fused_logits(nets[0], layout, {name: _stack([n[name] for n in named]) for name in named[0]}, inputs)

@@ -4,10 +4,11 @@ new first dimension (row k is seed k's). Every run trains one (K = 1 for a singl
 everything downstream (learner, checkpoints, loggers, run folders) takes a population and
 never asks how many seeds it holds; how K networks run together is decided here alone.
 
-K > 1 run as one batched computation: the fused engine takes the population as it is, the
-reference engine's time step runs under ``torch.func.vmap``. K = 1 runs its network
-directly with the stacked parameters' one row (``functional_call``: no vmap overhead),
-unless its time step is compiled, which the batched path does.
+K > 1 run as one batched computation: the fused engine takes the stacked tensors as they
+are (for K = 1 too), the reference engine's time step runs under ``torch.func.vmap``. On
+the reference engine K = 1 runs its network directly with the stacked parameters' one row
+(``functional_call``: no vmap overhead), unless its time step is compiled, which the
+batched path does.
 
 Seed k's outputs, losses and gradients are seed k's alone (nothing mixes along the seed
 dimension), so K seeds trained together follow the K runs trained alone, up to float
@@ -76,11 +77,10 @@ class Population(nn.Module):
         template = copy.deepcopy(models[0]).to("meta")
         self.template = [template]  # kept out of the module tree (meta tensors)
         self.fused = isinstance(template, NTM) and template.engine == "fused"
-        if self.fused:  # the engine takes the population as it is; its inputs derived per seed by vmap
-            from ntm_repro.models.fused import Layout, derived_tensors
+        if self.fused:  # the engine takes the population's stacked tensors as they are
+            from ntm_repro.models.fused import Layout
 
             self.layout = Layout.of(models[0])
-            self._derived = vmap(self._call(_Method(template, lambda net: derived_tensors(net, self.layout))))
         if isinstance(template, NTM):  # the reference step also serves a fused model's batches the loops cannot take
             self._init = vmap(self._call(_Method(template, NTM.initial_state)), in_dims=(0, 0, None))
             self._step = vmap(self._call(_Method(template, _ntm_step)))
@@ -111,14 +111,13 @@ class Population(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """``inputs`` (K, B, T, I), seed k's batch in row k -> logits (K, B, T, O)."""
         params, buffers = self._tensors()
+        if self.fused and fused_takes(inputs):
+            from ntm_repro.models.fused import fused_logits
+
+            return fused_logits(self.template[0], self.layout, {**params, **buffers}, inputs)
         if self.direct:
             rows = {n: t.squeeze(0) for n, t in (*params.items(), *buffers.items())}
             return functional_call(self._models[0], rows, (inputs.squeeze(0),)).unsqueeze(0)
-        if self.fused and fused_takes(inputs):
-            from ntm_repro.models.fused import FusedSequence
-
-            tops, reads = FusedSequence.apply(self.layout, inputs, *self._derived(params, buffers))
-            return self._readout(params, buffers, tops, reads)
         if not isinstance(self.template[0], NTM):
             return self._forward(params, buffers, inputs)
         state = self._init(params, buffers, inputs.shape[1])
