@@ -210,7 +210,7 @@ class FusedSequence(torch.autograd.Function):
                  "memory_written", "norms"]
         kernels.backward(
             layout.kind, layout.act, layout.skip,
-            _numpy(w_all.transpose(-1, -2)), _numpy(proj.transpose(-1, -2)), layout.feeds,
+            _numpy(w_all), _numpy(proj), layout.feeds,
             _numpy(mix_ab), layout.mix_target, layout.mix_source, layout.head_block, layout.n_write, layout.shifts,
             *(saved[name].numpy() for name in names),
             _numpy(dtops), _numpy(dreads),

@@ -180,6 +180,17 @@ def _matvec_add(w, n, x, out):
 
 
 @_jit
+def _matvec_t_add(w, columns, v, out):
+    """out[:columns] += w[:, :columns].T @ v for a C-contiguous w (R, C): one row of w at a
+    time, scaled by v[r] and added along the contiguous columns (the transposed product
+    without a transposed copy of w)."""
+    for r in range(w.shape[0]):
+        g = v[r]
+        for c in range(columns):
+            out[c] += w[r, c] * g
+
+
+@_jit
 def _circular(src, s, shifts, out):
     """out_i = sum_j s_j src[(i - shift_j) mod N] (eq. 8), shift_j in [0, N): for each shift,
     two contiguous runs of i (no index arithmetic per element)."""
@@ -592,7 +603,7 @@ def forward(
 @_jit
 def backward(
     kind, act, skip,
-    w_all_t, proj_t, feeds,
+    w_all, proj, feeds,
     mix_ab, mix_target, mix_source, head_block, n_write, shifts,
     ctrl_in, gates, cells, hidden, params, sims, wcs, wgs, wss, ws, memory, memory_written, norms,
     dtops, dreads,
@@ -607,10 +618,10 @@ def backward(
     summed over the batch, the gradients
     of the mixing coefficients dmix_ab (K, M, 2); per batch element, of the initial state:
     dmem0 (K, B, NB, N, W), dreads0 (K, B, R), dweights0 (K, B, HH, N), dstate0
-    (K, B, L, 2, H). w_all_t (K, L, C, G) and proj_t (K, L, H, P): the forward's w_all and
-    proj transposed, so that gradients flow back by matrix-vector products over rows."""
+    (K, B, L, 2, H). w_all (K, L, G, C) and proj (K, L, P, H): the forward's, whose
+    transposed products carry the gradients back (:func:`_matvec_t_add`)."""
     n_k, n_b, n_t, c0 = ctrl_in.shape
-    n_layers = w_all_t.shape[1]
+    n_layers = w_all.shape[1]
     hsize = hidden.shape[-1]
     heads = head_block.shape[0]
     n_read = heads - n_write
@@ -636,7 +647,7 @@ def backward(
     dctrl = np.empty(c0, dtype)  # gradient of the controller input [x_t, r_{t-1}]
     dhead = np.empty(a_width, dtype)
     erase = np.empty((n_write, 2 * width), dtype)
-    dz = np.empty(w_all_t.shape[2], dtype)  # gradient of a layer's [input, h_{t-1}]
+    dz = np.empty(w_all.shape[3], dtype)  # gradient of a layer's [input, h_{t-1}]
     buf = np.empty(8 * max(n_loc, hsize), np.uint8)  # _exp_inplace's working space
     tanh_c = np.empty(hsize, dtype)
     keep = np.empty(width, dtype)  # the erase factors' product on one memory row
@@ -711,7 +722,7 @@ def backward(
                         for j in range(hsize):
                             dh_layer[j] += dtops[k, b, t, j]
                     if feeds[l]:
-                        _matvec_add(proj_t[k, l], dp.shape[0], dp, dh_layer)
+                        _matvec_t_add(proj[k, l], hsize, dp, dh_layer)
                     if l + 1 < n_layers:
                         dh_layer += dbelow  # layer l + 1's input holds h_l
                     g = gates[k, b, t, l]
@@ -740,7 +751,7 @@ def backward(
                                 dg[j] = dh_layer[j] if v > 0.0 else 0.0
                     width_in, columns = _layer_columns(l, c0, hsize, skip, kind)
                     dz[:columns] = 0.0
-                    _matvec_add(w_all_t[k, l, :columns], dg.shape[0], dg, dz)
+                    _matvec_t_add(w_all[k, l], columns, dg, dz)
                     if l == 0 or skip:
                         dctrl += dz[:c0]
                     if l > 0:
