@@ -58,7 +58,8 @@ OUTCOMES = ("converged", "unconverged")  # words a check's group may add: the ru
 GENERALISATION = "generalisation."
 ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
 GENERALISATION_METRICS = ("cost_bits", "bit_errors", "copy_bit_errors", "marker_bit_errors")  # repeat copy's bits, its end channel
-KINDS = ("compare", "differ", "share", "within")
+KINDS = ("compare", "differ", "share", "within", "spread")
+SPREAD_MIN_RUNS = 3  # a spread check counts a group with at least this many values
 PAIRED = ("compare", "differ")  # the kinds that take two groups
 NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
 VERDICTS = ("confirmed", "contradicted", "inconclusive")
@@ -121,6 +122,10 @@ class Check:
       ``confirmed_at`` or more, contradicted at ``contradicted_at`` or less.
     - within: the median over the group's runs inside [low, high] confirmed, outside
       contradicted; ``if_none`` when no run has a value.
+    - spread: the coefficient of variation (sample sd / mean) of ``on`` over the group's runs
+      with a finite value (the converged ones with ``among: converged``): below ``below``
+      confirmed, above ``above`` contradicted; a group with fewer than
+      :data:`SPREAD_MIN_RUNS` values is not counted (the other checks decide).
 
     A group is named by values of the experiment's overrides ("ntm2", "graves/copy_lstm",
     "ift6135/lstm_ntm adam"), and may add ``converged`` or ``unconverged`` (the runs that did
@@ -154,6 +159,10 @@ class Check:
             among = " among its converged runs" if self.among else ""
             return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
                     f"contradicted at {self.contradicted_at:.0%} or less")
+        if self.kind == "spread":
+            among = " among its converged runs" if self.among else ""
+            return (f"{self.groups[0]}: the coefficient of variation of {what}{among} below {self.below:g} - confirmed; "
+                    f"above {self.above:g} - contradicted; fewer than {SPREAD_MIN_RUNS} runs with a value - not counted")
         return (f"{self.groups[0]}: the median over runs of {what} within [{self.low:g}, {self.high:g}] - confirmed; "
                 f"outside - contradicted; no run with a value - {self.if_none}")
 
@@ -182,6 +191,8 @@ def _checks(entry: dict, name: str) -> tuple[Check, ...]:
             raise LedgerError(f"{name}: differ compares values of runs; for converged runs use compare ({raw})")
         if kind == "share" and (raw.get("below") is None) == (raw.get("above") is None):
             raise LedgerError(f"{name}: share takes below: or above: ({raw})")
+        if kind == "spread" and (raw.get("below") is None or raw.get("above") is None):
+            raise LedgerError(f"{name}: spread takes below: (confirmed under it) and above: (contradicted over it) ({raw})")
         if raw.get("if_none", "inconclusive") not in VERDICTS:
             raise LedgerError(f"{name}: if_none must be one of {', '.join(VERDICTS)}")
         try:

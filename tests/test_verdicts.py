@@ -248,6 +248,30 @@ def test_a_share_among_converged_runs_counts_only_those():
     assert "among its converged runs" in c.rule
 
 
+def test_spread_is_the_coefficient_of_variation_of_converged_runs_and_skips_small_groups():
+    checks = [{"spread": m, "statistic": "sequences_to_converge", "among": "converged", "below": 0.25, "above": 0.5} for m in "ab"]
+    c = claim("model=a,b", *checks)
+
+    def found(a: list[float], b: list[float]):
+        runs = runs_table({"a": {"values": a}, "b": {"values": b}})
+        run_stats = runs[["run"]].assign(sequences_to_converge=runs["value"], converged=np.isfinite(runs["value"]).astype(float))
+        return verdicts.decide(c, runs, run_stats, pd.DataFrame())
+
+    never = math.inf
+    # a: 100, 200, 300 -> mean 200, sample sd 100, cv 0.5 (not above 0.5); b: two converged runs, not counted
+    mixed = found([100, 200, 300, never], [1000, 1000, never])
+    assert mixed.ours == ["inconclusive: a: coefficient of variation 0.50 over 3 converged runs (mean 200, sd 100)",
+                          "not counted: b: 2 converged run(s) with a value, fewer than 3"]
+    assert mixed.verdict == "inconclusive"
+    # a: 90, 100, 110 -> sd 10, cv 0.1; b still not counted: confirmed on a alone
+    assert found([90, 100, 110, never], [1000, 1000, never]).verdict == "confirmed"
+    # b: 10, 100, 190 -> sd 90, cv 0.9: contradicted whatever a says
+    assert found([90, 100, 110], [10, 100, 190]).verdict == "contradicted"
+    # no group counted: nothing to say
+    assert found([100, never, never], [100, never]).verdict == "inconclusive"
+    assert "fewer than 3 runs with a value - not counted" in c.rule
+
+
 def test_only_finished_runs_count_and_the_others_are_named():
     c = claim("model=a,b", SEQUENCES, seeds="0-1")
     table = runs_table({"a": {"values": [1, 2]}, "b": {"values": [3, 4]}})

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import ALONG, ALPHA, GENERALISATION, OUTCOMES, PAIRED, SIZE_KEYS, TRACE, Check, Claim, per_level, statistic_title
+from ntm_repro.claims import (ALONG, ALPHA, GENERALISATION, OUTCOMES, PAIRED, SIZE_KEYS, SPREAD_MIN_RUNS, TRACE, Check, Claim, per_level,
+                              statistic_title)
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.training.run_folder import FINISHED
 from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, holm, mann_whitney
@@ -19,6 +20,7 @@ from ntm_repro.report.stats import bootstrap_median_difference, fisher_greater, 
 NEVER = ("sequences_to_converge", "first_reached")  # missing means never: counted as inf
 PRESET, NO_PRESET = "experiment", "none"  # a claim that names no preset is run without one
 NOT_RUN = "not run"
+NOT_COUNTED = "not counted"  # a check without enough runs to say anything, left out of the verdict
 NOT_DECIDED = "not decided"  # runs exist but the claim's rule is prose only
 
 
@@ -263,7 +265,20 @@ def _within(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -
     return Outcome("confirmed" if inside else "contradicted", ours)
 
 
-DECIDE = {"compare": _compare, "differ": _compare, "share": _share, "within": _within}
+def _spread(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -> Outcome:
+    group = check.groups[0]
+    runs = values.reindex(members(group, tags))
+    known = runs[np.isfinite(runs.astype(float))]  # a run that never got there has no value to spread
+    of = "converged " if check.among else ""
+    if len(known) < SPREAD_MIN_RUNS:
+        return Outcome(NOT_COUNTED, f"{group}: {len(known)} {of}run(s) with a value, fewer than {SPREAD_MIN_RUNS}")
+    mean, sd = float(known.mean()), float(known.std(ddof=1))
+    cv = sd / mean
+    ours = f"{group}: coefficient of variation {cv:.2f} over {len(known)} {of}runs (mean {_number(mean)}, sd {_number(sd)})"
+    return Outcome("confirmed" if cv < check.below else "contradicted" if cv > check.above else "inconclusive", ours)
+
+
+DECIDE = {"compare": _compare, "differ": _compare, "share": _share, "within": _within, "spread": _spread}
 
 
 def _two_sided(outcome: Outcome) -> float:
@@ -314,7 +329,8 @@ class Verdict:
 
 def combine(verdicts: list[str]) -> str:
     """Every check confirmed: confirmed; one contradicted: contradicted; nothing run: not
-    run; else inconclusive."""
+    run; else inconclusive. Checks not counted (a spread over too few runs) are left out."""
+    verdicts = [v for v in verdicts if v != NOT_COUNTED]
     if "contradicted" in verdicts:
         return "contradicted"
     if verdicts and all(v == "confirmed" for v in verdicts):
