@@ -155,12 +155,11 @@ class Check:
         if self.kind == "differ":
             return (f"{what}: {self.groups[0]} and {self.groups[1]} differ, two-sided Mann-Whitney, Holm-adjusted p < {ALPHA:g} "
                     "(no direction claimed: never contradicted)")
+        among = " among its converged runs" if self.among else ""
         if self.kind == "share":
-            among = " among its converged runs" if self.among else ""
             return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
                     f"contradicted at {self.contradicted_at:.0%} or less")
         if self.kind == "spread":
-            among = " among its converged runs" if self.among else ""
             return (f"{self.groups[0]}: the coefficient of variation of {what}{among} below {self.below:g} - confirmed; "
                     f"above {self.above:g} - contradicted; fewer than {SPREAD_MIN_RUNS} runs with a value - not counted")
         return (f"{self.groups[0]}: the median over runs of {what} within [{self.low:g}, {self.high:g}] - confirmed; "

@@ -7,7 +7,7 @@ operations once per sequence (each controller layer's [W_ih, W_hh] as one matrix
 LSTM biases summed, each head projection laid out in the canonical column order, the mixing coefficients, the initial weightings as a softmax of
 their logits), so autograd carries the gradients from the derived tensors back to the
 parameters; the time loop itself records nothing. The output layer, applied to every step
-at once, stays an ordinary torch operation (:func:`readout`). Everything here works on a
+at once, stays an ordinary torch operation (:func:`~ntm_repro.models.ntm.stacked_readout`). Everything here works on a
 population's stacked tensors (name -> (K, ...)) directly: no ``vmap``, no ``functional_call``.
 """
 
@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from ntm_repro.models import fused_kernels as kernels
 from ntm_repro.models.controller import ACTIVATIONS, LSTMController
-from ntm_repro.models.ntm import NTM
+from ntm_repro.models.ntm import NTM, stacked_readout
 
 _ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}  # sigmoid 0, tanh 1, relu 2
 
@@ -136,15 +136,6 @@ def derived_tensors(net: NTM, layout: Layout, t: Tensors) -> list[torch.Tensor]:
     return [w_all, bias, proj, proj_bias, mix_ab, *_initial_tensors(net, t)]
 
 
-def readout(t: Tensors, tops: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
-    """:meth:`NTM.readout` of K networks: ``W_o [h_t, r_t] + b_o``, (K, B, T, H) and (K, B,
-    T, R) -> (K, B, T, O), one batched matrix product."""
-    k, b, t_len, _ = tops.shape
-    weight, bias = t["output.weight"], t["output.bias"]
-    features = torch.cat((tops, reads), dim=-1).reshape(k, b * t_len, -1)
-    return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2)).reshape(k, b, t_len, -1)
-
-
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().contiguous().numpy()
 
@@ -239,7 +230,7 @@ def fused_logits(net: NTM, layout: Layout, t: Tensors, inputs: torch.Tensor) -> 
     """Output logits (K, B, T, O) of K networks of ``net``'s architecture (parameters and
     buffers ``t``, each (K, ...)) on ``inputs`` (K, B, T, I), network k on row k."""
     tops, reads = FusedSequence.apply(layout, inputs, *derived_tensors(net, layout, t))
-    return readout(t, tops, reads)
+    return stacked_readout(t, tops, reads)
 
 
 def fused_forward(nets: list[NTM], inputs: torch.Tensor) -> torch.Tensor:

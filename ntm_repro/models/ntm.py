@@ -17,6 +17,7 @@ write heads also emit erase ``e = sigmoid`` and add ``a`` (unconstrained).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -54,6 +55,16 @@ class Trace:
     write_weights: torch.Tensor
     read_weights: torch.Tensor
     memory: torch.Tensor
+
+
+def stacked_readout(tensors: Mapping[str, torch.Tensor], tops: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+    """:meth:`NTM.readout` of K networks from their stacked parameters (``output.weight``
+    (K, O, H + R), ``output.bias`` (K, O)): (K, B, T, H) and (K, B, T, R) -> (K, B, T, O),
+    one batched matrix product."""
+    k, b, t, _ = tops.shape
+    weight, bias = tensors["output.weight"], tensors["output.bias"]
+    features = torch.cat((tops, reads), dim=-1).reshape(k, b * t, -1)
+    return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2)).reshape(k, b, t, -1)
 
 
 class NTM(nn.Module):

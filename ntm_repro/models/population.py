@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ntm_repro.models.engines import fused_takes
-from ntm_repro.models.ntm import NTM
+from ntm_repro.models.ntm import NTM, stacked_readout
 
 
 def stack_key(name: str) -> str:
@@ -84,7 +84,6 @@ class Population(nn.Module):
         if isinstance(template, NTM):  # the reference step also serves a fused model's batches the loops cannot take
             self._init = vmap(self._call(_Method(template, NTM.initial_state)), in_dims=(0, 0, None))
             self._step = vmap(self._call(_Method(template, _ntm_step)))
-            self._readout = vmap(self._call(_Method(template, NTM.readout)))
             if compile_step:
                 self._step = torch.compile(self._step, dynamic=False)
         elif compile_step:
@@ -127,7 +126,7 @@ class Population(nn.Module):
             top, state = self._step(params, buffers, x, state)
             tops.append(top)
             reads.append(state.reads)
-        return self._readout(params, buffers, torch.stack(tops, dim=2), torch.stack(reads, dim=2))
+        return stacked_readout(params, torch.stack(tops, dim=2), torch.stack(reads, dim=2))
 
     def forward_padded(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
         """One input batch (B, T_k, I) per seed (lengths may differ) -> each seed's logits at
