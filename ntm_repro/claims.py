@@ -41,6 +41,8 @@ STATISTICS = {
     "final_bit_errors": "final validation bit errors per sequence",
     "spikes_after_reached": "loss spikes (outliers) from first reaching the criterion on",
     "spike_interval": "sequences between loss spikes (each run's median)",
+    "spike_rate_ratio": ("a run's loss-spike rate while its loss is in the lower half of its range, over the rate in the "
+                         "upper half (1: unrelated to the loss level; inf: none in the upper half)"),
     "collapses": "collapses (validation errors back up after learning)",
 }
 TRACE = "trace."

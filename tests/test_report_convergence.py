@@ -8,7 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from ntm_repro.report.stats import Criteria, collapses, first_reached, held_from, outcome, spike_points, spike_starts
+from ntm_repro.report.stats import (
+    Criteria, collapses, first_reached, held_from, outcome, spike_points, spike_rate_ratio, spike_starts,
+)
 
 CRITERIA = Criteria()  # criterion 0.1, window 0.1, min_points 5
 EVERY_1000 = np.arange(1, 21) * 1000.0  # 20 validation points, the last at the budget of 20,000
@@ -125,6 +127,28 @@ def test_the_baseline_is_the_preceding_window(window):
     assert np.flatnonzero(flags).tolist() == list(range(60, 60 + window // 2))
     assert spike_starts(np.arange(100), costs, window, 1.0) == (60,)
     assert spike_starts(np.arange(100), costs, window, 10.0) == ()  # 10 bits above is not more than 10
+
+
+def test_spike_rate_ratio_is_the_rate_at_the_lower_half_of_the_loss_range_over_the_upper():
+    # 200 points at 20 bits, then 200 at 2 (window 20, no noise: the 1-bit floor decides).
+    # Levels (median of the 20 points before) of points 20-399: 20 for 20-209, 11 at 210
+    # (10 and 10), 2 for 211-399. The range's midpoint is (2 + 20) / 2 = 11: the lower half
+    # is points 211-399 (189 points), the upper 20-210 (191)
+    costs = np.concatenate([np.full(200, 20.0), np.full(200, 2.0)])
+    assert math.isnan(spike_rate_ratio(costs, 20, 1.0))  # no spike: no value
+    costs[300] += 5.0
+    assert spike_rate_ratio(costs, 20, 1.0) == math.inf  # none in the upper half
+    costs[[100, 350]] += 5.0  # one spike at 20 bits, two at 2
+    assert spike_starts(np.arange(400), costs, 20, 1.0) == (100, 300, 350)
+    assert spike_rate_ratio(costs, 20, 1.0) == pytest.approx((2 / 189) / (1 / 191))
+    costs[[301, 302]] += 5.0  # 300-302 in a row: still one spike, counted once
+    assert spike_rate_ratio(costs, 20, 1.0) == pytest.approx((2 / 189) / (1 / 191))
+    costs[209] += 5.0  # 7 bits against a level of 20 (9 of the 20 points before are at 2): no spike
+    costs[[50, 150]] += 5.0  # two more at the higher level
+    assert spike_rate_ratio(costs, 20, 1.0) == pytest.approx((2 / 189) / (3 / 191))
+    flat = np.full(100, 5.0)
+    flat[60] = 9.0
+    assert math.isnan(spike_rate_ratio(flat, 20, 1.0))  # one level: no range to split
 
 
 def test_collapses_count_each_fall_back_after_learning():

@@ -150,6 +150,16 @@ def outcome(sequences: np.ndarray, bit_errors: np.ndarray, budget: float, criter
     return "converged" if below[first:].all() else "not confirmed"
 
 
+def _baselines(costs: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The median and the median absolute deviation of the ``window`` points before each
+    point from point ``window`` on (NaN costs left out; NaN where all of them are)."""
+    before = sliding_window_view(costs, window)[:-1]  # row i: the window points before point window + i
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a baseline of NaN only: no spike
+        median = np.nanmedian(before, axis=1)
+        return median, np.nanmedian(np.abs(before - median[:, None]), axis=1)
+
+
 def spike_points(costs: np.ndarray, window: int, bits: float) -> np.ndarray:
     """Whether each training point's cost exceeds the median of the ``window`` points
     before it by more than max(``bits``, 5 x 1.4826 x their MAD); the first ``window``
@@ -158,13 +168,29 @@ def spike_points(costs: np.ndarray, window: int, bits: float) -> np.ndarray:
     flags = np.zeros(len(costs), dtype=bool)
     if len(costs) <= window:
         return flags
-    before = sliding_window_view(costs, window)[:-1]  # row i: the window points before point window + i
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a baseline of NaN only: no spike
-        median = np.nanmedian(before, axis=1)
-        mad = np.nanmedian(np.abs(before - median[:, None]), axis=1)
+    median, mad = _baselines(costs, window)
     flags[window:] = costs[window:] - median > np.maximum(bits, SPIKE_MADS * MAD_SCALE * mad)
     return flags
+
+
+def spike_rate_ratio(costs: np.ndarray, window: int, bits: float) -> float:
+    """Zhang et al. 4.2's "outliers come more often as the loss falls", within one run: its
+    spike rate (spike starts, :func:`spike_starts`, per training point) while its loss level
+    (the median of the ``window`` points before) is in the lower half of its range (below
+    the midpoint of the smallest and largest level) over the rate in the upper half. Above
+    1: spikes come more often at the lower loss; inf: none in the upper half; NaN without
+    spikes or without a range to split."""
+    costs = np.asarray(costs, dtype=float)
+    starts = _run_starts(spike_points(costs, window, bits))[window:]
+    if not starts.any():
+        return math.nan
+    level = _baselines(costs, window)[0]
+    low = level < (np.nanmax(level) + np.nanmin(level)) / 2
+    high = ~low & ~np.isnan(level)
+    if not (low.any() and high.any()):
+        return math.nan
+    rate_low, rate_high = starts[low].mean(), starts[high].mean()
+    return float(rate_low / rate_high) if rate_high else math.inf
 
 
 def _run_starts(flags: np.ndarray) -> np.ndarray:
@@ -225,6 +251,7 @@ def per_run(runs: pd.DataFrame, metrics: pd.DataFrame, criteria: Criteria) -> pd
                 "spike_sequences": spikes,
                 "spikes_after_reached": math.nan if math.isnan(reached) else sum(s >= reached for s in spikes),
                 "spike_interval": float(np.median(np.diff(spikes))) if len(spikes) > 1 else math.nan,
+                "spike_rate_ratio": spike_rate_ratio(log["cost_bits"], criteria.spike_window, criteria.spike_bits),
                 "collapses": collapses(errors, criteria.collapse_reached, criteria.collapse_above),
                 "final_cost_bits": costs[-1] if counted and len(costs) else math.nan,
                 "final_bit_errors": errors[-1] if counted and len(errors) else math.nan,
