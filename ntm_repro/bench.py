@@ -45,7 +45,7 @@ from ntm_repro.training.metrics import cost_nats
 from ntm_repro.training.instantiate import build_task
 from ntm_repro.training.module import SequenceLearner
 from ntm_repro.training.build import build_networks, trainer_arguments
-from ntm_repro.training.run import quiet_lightning
+from ntm_repro.training.run import collector_frozen, quiet_lightning
 from ntm_repro.training.trainable import trainable_model
 
 
@@ -85,16 +85,18 @@ class Bench:
         self.model(self.inputs)
 
     def rate(self, work, seconds: float, warmup: int = 3) -> float:
-        """Sequences per second of ``work`` (called repeatedly for ``seconds``)."""
+        """Sequences per second of ``work`` (called repeatedly for ``seconds``), the garbage
+        collector as in training (:func:`~ntm_repro.training.run.collector_frozen`)."""
         for _ in range(warmup):
             work()
         self._sync()
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            work()
-            calls += 1
-        self._sync()
-        return calls * self.batch_size * self.seeds / (time.perf_counter() - start)
+        with collector_frozen():
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                work()
+                calls += 1
+            self._sync()
+            return calls * self.batch_size * self.seeds / (time.perf_counter() - start)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -139,7 +141,8 @@ class Bench:
         )
         clock = StepClock(warmup=3)
         trainer.callbacks.append(clock)
-        trainer.fit(learner, train_dataloaders=DataLoader(Repeat([self.episode] * self.seeds), batch_size=None))
+        with collector_frozen():
+            trainer.fit(learner, train_dataloaders=DataLoader(Repeat([self.episode] * self.seeds), batch_size=None))
         self._sync()
         return (steps - clock.warmup) * self.batch_size * self.seeds / (time.perf_counter() - clock.start)
 

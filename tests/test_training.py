@@ -1,5 +1,6 @@
 """In-process training runs on tiny configs: the run folder, determinism, divergence."""
 
+import gc
 import json
 
 import pandas as pd
@@ -10,7 +11,7 @@ import torch._dynamo
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.factory import build_model
 from ntm_repro.training.instantiate import build_task
-from ntm_repro.training.run import train
+from ntm_repro.training.run import collector_frozen, train
 from ntm_repro.training.trainable import trainable_model
 
 
@@ -28,6 +29,18 @@ def test_run_folder_contract(compose_cfg, tmp_path):
     assert general.level.tolist() == [2, 6]
     assert general.in_training_range.tolist() == [True, False]
     assert (general.bit_errors >= 0).all() and (general.cost_bits > 0).all()
+
+
+def test_training_freezes_the_collector_and_releases_it_even_on_failure(compose_cfg, tmp_path, monkeypatch):
+    frozen = []
+    monkeypatch.setattr("pytorch_lightning.Trainer.fit", lambda *args, **kwargs: frozen.append(gc.get_freeze_count()))
+    train(compose_cfg(), tmp_path)
+    assert frozen and frozen[0] > 10_000  # the model, config and modules were frozen during fit
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), collector_frozen():
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError
+    assert gc.get_freeze_count() == 0
 
 
 @pytest.mark.parametrize("model", ["ntm", "lstm"])

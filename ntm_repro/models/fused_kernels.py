@@ -75,7 +75,7 @@ def _exp_inplace(v, n, buf):
         bits, scale = buf.view(np.int32), buf.view(np.float32)
         for i in range(n):
             x = min(max(v[i], low), high)
-            k = math.floor(x * _LOG2E32 + _F32(0.5))
+            k = np.floor(x * _LOG2E32 + _F32(0.5))  # a float: math.floor's integer is a call per element
             r = (x - k * _LN2_HI32) - k * _LN2_LO32
             v[i] = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * c7))))))
             bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
@@ -87,7 +87,7 @@ def _exp_inplace(v, n, buf):
         bits, scale = buf.view(np.int64), buf.view(np.float64)
         for i in range(n):
             x = min(max(np.float64(v[i]), low), high)
-            k = math.floor(x * _LOG2E + 0.5)
+            k = np.floor(x * _LOG2E + 0.5)
             r = (x - k * _LN2_HI) - k * _LN2_LO
             v[i] = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * (c7 + r * (c8 + r * (c9 + r * (c10 + r * (c11 + r * c12)))))))))))
             bits[i] = (np.int64(k) + 1023) << 52
