@@ -160,17 +160,23 @@ def _baselines(costs: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         return median, np.nanmedian(np.abs(before - median[:, None]), axis=1)
 
 
+def _spikes_and_levels(costs: np.ndarray, window: int, bits: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`spike_points`, and the loss level (the median of the ``window`` points before)
+    of each point from point ``window`` on (empty for a log of no more than ``window`` points)."""
+    costs = np.asarray(costs, dtype=float)
+    flags = np.zeros(len(costs), dtype=bool)
+    if len(costs) <= window:
+        return flags, np.empty(0)
+    median, mad = _baselines(costs, window)
+    flags[window:] = costs[window:] - median > np.maximum(bits, SPIKE_MADS * MAD_SCALE * mad)
+    return flags, median
+
+
 def spike_points(costs: np.ndarray, window: int, bits: float) -> np.ndarray:
     """Whether each training point's cost exceeds the median of the ``window`` points
     before it by more than max(``bits``, 5 x 1.4826 x their MAD); the first ``window``
     points never do (NaN costs are never spike points and are left out of baselines)."""
-    costs = np.asarray(costs, dtype=float)
-    flags = np.zeros(len(costs), dtype=bool)
-    if len(costs) <= window:
-        return flags
-    median, mad = _baselines(costs, window)
-    flags[window:] = costs[window:] - median > np.maximum(bits, SPIKE_MADS * MAD_SCALE * mad)
-    return flags
+    return _spikes_and_levels(costs, window, bits)[0]
 
 
 def spike_rate_ratio(costs: np.ndarray, window: int, bits: float) -> float:
@@ -180,11 +186,10 @@ def spike_rate_ratio(costs: np.ndarray, window: int, bits: float) -> float:
     the midpoint of the smallest and largest level) over the rate in the upper half. Above
     1: spikes come more often at the lower loss; inf: none in the upper half; NaN without
     spikes or without a range to split."""
-    costs = np.asarray(costs, dtype=float)
-    starts = _run_starts(spike_points(costs, window, bits))[window:]
+    flags, level = _spikes_and_levels(costs, window, bits)
+    starts = _run_starts(flags)[window:]
     if not starts.any():
         return math.nan
-    level = _baselines(costs, window)[0]
     low = level < (np.nanmax(level) + np.nanmin(level)) / 2
     high = ~low & ~np.isnan(level)
     if not (low.any() and high.any()):
