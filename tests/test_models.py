@@ -8,13 +8,15 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.func import functional_call
 
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.controller import FeedforwardController, LSTMController
 from ntm_repro.models.factory import build_model, count_parameters
-from ntm_repro.models.lstm_baseline import LSTMBaseline
+from ntm_repro.models.lstm_baseline import LSTMBaseline, stacked_logits
 from ntm_repro.models.ntm import NTM
 
 PLAIN_TOPOLOGY = {
@@ -451,3 +453,41 @@ def test_lstm_baseline_over_whole_sequences_equals_stepping(layers, skip, bias, 
     torch.testing.assert_close(whole, stepped, rtol=1e-12, atol=1e-12)
     for g_whole, g_stepped in zip(torch.autograd.grad((whole * target).sum(), params), torch.autograd.grad((stepped * target).sum(), params)):
         torch.testing.assert_close(g_whole, g_stepped, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(layers=st.integers(1, 3), skip=st.booleans(), bias=st.sampled_from(["double", "single"]), learn_init=st.booleans(),
+       seeds=st.integers(1, 3), batch=st.integers(1, 3), length=st.integers(1, 12), data=st.integers(0, 2**16))
+def test_lstm_baselines_stacked_equal_each_network_stepped_alone(layers, skip, bias, learn_init, seeds, batch, length, data):
+    """K baselines run together over whole sequences (BPTT written out) give each network
+    what stepping it alone through :meth:`LSTMController.step` gives: outputs, and the
+    gradients of every parameter, in float64."""
+    torch.manual_seed(data)
+    nets = [LSTMBaseline(LSTMController(3, 4, layers, skip=skip, bias=bias, learn_init_state=learn_init), 2).double()
+            for _ in range(seeds)]
+    inputs = torch.rand(seeds, batch, length, 3, dtype=torch.float64)
+    target = torch.randn(seeds, batch, length, 2, dtype=torch.float64)
+    stacked = {name: torch.stack([dict((*n.named_parameters(), *n.named_buffers()))[name] for n in nets]).detach().requires_grad_()
+               for name, _ in (*nets[0].named_parameters(), *nets[0].named_buffers())}
+    logits = stacked_logits(nets[0], stacked, inputs)
+    (logits * target).sum().backward()
+    for k, net in enumerate(nets):
+        alone = net._stepped(inputs[k])
+        torch.testing.assert_close(logits[k], alone, rtol=1e-12, atol=1e-12)
+        (alone * target[k]).sum().backward()
+        for name, param in net.named_parameters():
+            torch.testing.assert_close(stacked[name].grad[k], param.grad, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_lstm_baseline_runs_under_bf16_autocast_in_bf16():
+    """Under CPU bf16 autocast (``trainer.precision=bf16-mixed``) the baseline's layers run in
+    bf16, near the float32 outputs, and the float32 parameters get finite gradients."""
+    torch.manual_seed(0)
+    net = LSTMBaseline(LSTMController(3, 8, 2, skip=True), 2)
+    inputs = torch.rand(2, 6, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(inputs)
+    assert logits.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), net(inputs), rtol=0.05, atol=0.05)
+    logits.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in net.parameters())

@@ -4,9 +4,9 @@ new first dimension (row k is seed k's). Every run trains one (K = 1 for a singl
 everything downstream (learner, checkpoints, loggers, run folders) takes a population and
 never asks how many seeds it holds; how K networks run together is decided here alone.
 
-K > 1 run as one batched computation: the fused engine takes the stacked tensors as they
-are (for K = 1 too), the reference engine's time step runs under ``torch.func.vmap``. On
-the reference engine K = 1 runs its network directly with the stacked parameters' one row
+K > 1 run as one batched computation: the fused engine and the LSTM baseline take the
+stacked tensors as they are (for K = 1 too), the reference engine's time step runs under
+``torch.func.vmap``. On the reference engine K = 1 runs its network directly with the stacked parameters' one row
 (``functional_call``: no vmap overhead), unless its time step is compiled, which the
 batched path does.
 
@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ntm_repro.models.engines import fused_takes
+from ntm_repro.models.lstm_baseline import LSTMBaseline, stacked_logits
 from ntm_repro.models.ntm import NTM, stacked_readout
 
 
@@ -88,8 +89,8 @@ class Population(nn.Module):
                 self._step = torch.compile(self._step, dynamic=False)
         elif compile_step:
             raise ValueError("Population: only NTM models have a compiled time step")
-        else:  # e.g. the LSTM baseline: its whole forward, vmapped
-            self._forward = vmap(self._call(template))
+        elif not isinstance(template, LSTMBaseline):
+            raise TypeError(f"Population: no batched forward for {type(template).__name__}")
 
     @staticmethod
     def _call(module: nn.Module) -> Callable[..., object]:
@@ -114,11 +115,11 @@ class Population(nn.Module):
             from ntm_repro.models.fused import fused_logits
 
             return fused_logits(self.template[0], self.layout, {**params, **buffers}, inputs)
+        if isinstance(self.template[0], LSTMBaseline):  # every K, straight from the stacked tensors
+            return stacked_logits(self.template[0], {**params, **buffers}, inputs)
         if self.direct:
             rows = {n: t.squeeze(0) for n, t in (*params.items(), *buffers.items())}
             return functional_call(self._models[0], rows, (inputs.squeeze(0),)).unsqueeze(0)
-        if not isinstance(self.template[0], NTM):
-            return self._forward(params, buffers, inputs)
         state = self._init(params, buffers, inputs.shape[1])
         tops, reads = [], []
         # time-major, canonical strides: one compiled step serves every length (see NTM.forward)
