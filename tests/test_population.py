@@ -85,6 +85,19 @@ def test_a_population_of_one_is_its_network(compose_cfg, compiled):
             torch.testing.assert_close(one.stacked[stack_key(name)].grad[0], param.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_any_single_network_runs_as_itself_but_several_need_a_batched_forward():
+    """K = 1 takes any module (evaluation wraps plain networks); K > 1 of a type with no
+    batched forward is refused when the population is built, not deep in the first step."""
+
+    class Linear(torch.nn.Linear):
+        pass
+
+    one = Population([Linear(2, 3)])
+    assert one(torch.ones(1, 4, 5, 2)).shape == (1, 4, 5, 3)
+    with pytest.raises(TypeError, match="no batched forward for Linear"):
+        Population([Linear(2, 3), Linear(2, 3)])
+
+
 def test_a_compiled_seed_batch_matches_and_is_not_recompiled_for_new_lengths(compose_cfg):
     cfg = compose_cfg("model.engine=reference")  # train.compile compiles the reference's time step
     task, alone = networks(cfg)

@@ -89,8 +89,8 @@ class Population(nn.Module):
                 self._step = torch.compile(self._step, dynamic=False)
         elif compile_step:
             raise ValueError("Population: only NTM models have a compiled time step")
-        elif not isinstance(template, LSTMBaseline):
-            raise TypeError(f"Population: no batched forward for {type(template).__name__}")
+        elif not (self.direct or isinstance(template, LSTMBaseline)):
+            raise TypeError(f"Population: no batched forward for {type(template).__name__} (one network runs as itself)")
 
     @staticmethod
     def _call(module: nn.Module) -> Callable[..., object]:
