@@ -61,7 +61,7 @@ GENERALISATION = "generalisation."
 ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
 GENERALISATION_METRICS = ("cost_bits", "bit_errors", "copy_bit_errors", "marker_bit_errors")  # repeat copy's bits, its end channel
 KINDS = ("compare", "differ", "share", "within", "spread")
-SPREAD_MIN_RUNS = 3  # a spread check counts a group with at least this many values
+MIN_RUNS_WITH_VALUE = 3  # a share or spread check counts a group with at least this many runs with a value
 PAIRED = ("compare", "differ")  # the kinds that take two groups
 NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
 VERDICTS = ("confirmed", "contradicted", "inconclusive")
@@ -121,13 +121,15 @@ class Check:
       inconclusive, never contradicted.
     - share: the fraction of the group's runs whose ``on`` is below ``below`` (or above
       ``above``), of the runs that converged with ``among: converged``: confirmed at
-      ``confirmed_at`` or more, contradicted at ``contradicted_at`` or less.
+      ``confirmed_at`` or more, contradicted at ``contradicted_at`` or less. A run without a
+      value (a level it was not tested at, a trend over constant values) is named and left
+      out; fewer than :data:`MIN_RUNS_WITH_VALUE` runs with a value is not counted.
     - within: the median over the group's runs inside [low, high] confirmed, outside
       contradicted; ``if_none`` when no run has a value.
     - spread: the coefficient of variation (sample sd / mean) of ``on`` over the group's runs
       with a finite value (the converged ones with ``among: converged``): below ``below``
       confirmed, above ``above`` contradicted; a group with fewer than
-      :data:`SPREAD_MIN_RUNS` values is not counted (the other checks decide).
+      :data:`MIN_RUNS_WITH_VALUE` values is not counted (the other checks decide).
 
     A group is named by values of the experiment's overrides ("ntm2", "graves/copy_lstm",
     "ift6135/lstm_ntm adam"), and may add ``converged`` or ``unconverged`` (the runs that did
@@ -160,10 +162,11 @@ class Check:
         among = " among its converged runs" if self.among else ""
         if self.kind == "share":
             return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
-                    f"contradicted at {self.contradicted_at:.0%} or less")
+                    f"contradicted at {self.contradicted_at:.0%} or less; fewer than {MIN_RUNS_WITH_VALUE} runs with a value - "
+                    "not counted")
         if self.kind == "spread":
             return (f"{self.groups[0]}: the coefficient of variation of {what}{among} below {self.below:g} - confirmed; "
-                    f"above {self.above:g} - contradicted; fewer than {SPREAD_MIN_RUNS} runs with a value - not counted")
+                    f"above {self.above:g} - contradicted; fewer than {MIN_RUNS_WITH_VALUE} runs with a value - not counted")
         return (f"{self.groups[0]}: the median over runs of {what} within [{self.low:g}, {self.high:g}] - confirmed; "
                 f"outside - contradicted; no run with a value - {self.if_none}")
 

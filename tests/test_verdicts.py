@@ -151,9 +151,14 @@ def test_share_checks_count_runs_meeting_a_threshold():
     levels.loc[levels["level"] == 50, "bit_errors"] = [0.5, 0.5, 0.5, 4, 5]
     found = decide(c, runs, "converged", levels)
     assert found.verdict == "inconclusive" and "95% interval" in found.ours[0]
-    levels = levels[levels["level"] == 30]  # no run was tested at 50: none meets it
-    found = decide(c, runs, "converged", levels)
-    assert found.verdict == "contradicted" and "5 without a value" in found.ours[0]
+    levels.loc[levels["level"] == 50, "bit_errors"] = [0.5, 0.5, 0.5, math.nan, math.nan]
+    found = decide(c, runs, "converged", levels)  # runs without a value are neither for nor against
+    assert found.verdict == "confirmed" and "a: 3 of 3 runs" in found.ours[0] and "2 without a value" in found.ours[0]
+    levels.loc[levels["level"] == 50, "bit_errors"] = [0.5, 4, math.nan, math.nan, math.nan]
+    found = decide(c, runs, "converged", levels)  # two runs with a value say nothing
+    assert found.verdict == "inconclusive" and found.ours[0] == "not counted: a: 2 run(s) with a value, fewer than 3, 3 without a value"
+    found = decide(c, runs, "converged", levels[levels["level"] == 30])  # no run was tested at 50
+    assert found.verdict == "inconclusive" and "0 run(s) with a value" in found.ours[0]
 
 
 def test_within_checks_the_median_and_says_what_no_value_means():
@@ -204,6 +209,11 @@ def test_an_override_the_claim_does_not_name_is_a_deviation_or_an_ablation_left_
     matched = verdicts.match(c, pd.concat([ablation, extra], ignore_index=True))
     assert sorted(matched.tags) == ["a_s0", "a_s1", "b_s0", "b_s1"]
     assert matched.deviations == ["2 run(s) setting model.topology.mixing (fixed) left out"]
+    # runs that all set two unnamed keys, the first differently: all left out at the first key
+    two = runs_table({"a": {"values": [1, 2]}})
+    two["overrides"] = [{**o, "model.memory.init": init, "optimizer": "adam"} for o, init in zip(two["overrides"], ["constant", "random"])]
+    matched = verdicts.match(c, two)
+    assert matched.tags == {} and matched.deviations == ["2 run(s) setting model.memory.init (constant, random) left out"]
     # settings that change how a run is executed, not what it learns, are no deviation
     quiet = runs_table({m: {"values": [1, 2], "overrides": {"threads": "2", "model.engine": "reference"}} for m in "ab"})
     assert verdicts.match(c, quiet).deviations == []
@@ -238,10 +248,10 @@ def test_a_share_among_converged_runs_counts_only_those():
     check = {"share": "a", "statistic": "trace.write_moves_one", "above": 0.9, "confirmed_at": 1.0,
              "contradicted_at": 0.0, "among": "converged"}
     c = claim("model=a", check)
-    runs = runs_table({"a": {"values": [1.0, 0.95, 0.1, 0.2]}})
-    run_stats = runs[["run"]].assign(**{"trace.write_moves_one": runs["value"], "converged": [1.0, 1.0, 0.0, 0.0]})
+    runs = runs_table({"a": {"values": [1.0, 0.95, 0.1, 0.2, 0.99]}})
+    run_stats = runs[["run"]].assign(**{"trace.write_moves_one": runs["value"], "converged": [1.0, 1.0, 0.0, 0.0, 1.0]})
     found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
-    assert found.verdict == "confirmed" and found.ours[0].startswith("confirmed: a: 2 of 2 converged runs with")
+    assert found.verdict == "confirmed" and found.ours[0].startswith("confirmed: a: 3 of 3 converged runs with")
     run_stats["converged"] = 0.0
     found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
     assert found.verdict == "not run" and found.ours[0] == "not run: a: no converged runs"

@@ -31,6 +31,7 @@ OPTIMUM = "optimal_cost_bits"
 TRAINING_RANGE = "#f4ecd2"  # shading of the training range
 UNCONVERGED = {"ls": "--", "lw": 0.8, "marker": "o", "ms": 2.5, "alpha": 0.35}  # a run not converged (generalisation)
 THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")
+KILO = FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")  # narrow panels: 50k, not 50,000
 
 Pages = Iterator[tuple[str, Figure]]
 

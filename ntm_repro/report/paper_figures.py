@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from ntm_repro.report.figures import (
-    COST, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks,
+    COST, KILO, PAGE, SEQUENCES, THOUSANDS, TASKS_PER_PAGE, Pages, _legend, _log_y, _page_name, chunks,
 )
 from ntm_repro.report.stats import share_below
 from ntm_repro.report.traces import level_order, priority_writes, r_squared
@@ -232,8 +232,10 @@ def along_figures(along: pd.DataFrame, converged: set[str], colours: dict[str, t
                 ax.plot(points["sequences_trained"], points["bit_errors"], style, color=colours[label], marker="o", ms=3, lw=1)
             ax.set_title(f"level {level}", fontsize=9)
             ax.set_xlabel("sequences trained")
-            ax.xaxis.set_major_formatter(THOUSANDS)
-        axes[0, 0].set_ylabel("bit errors per sequence")
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(KILO)
+            ax.set_yscale("symlog", linthresh=1)  # errors span 0 to hundreds across the levels
+        axes[0, 0].set_ylabel("bit errors per sequence (linear below 1)")
         axes[0, 0].set_ylim(bottom=0)
         fig.suptitle(f"{task}: generalisation of the checkpoints kept along each run (solid: converged runs)")
         _legend(fig, data["label"], colours)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ntm_repro.claims import (ALONG, ALPHA, GENERALISATION, OUTCOMES, PAIRED, SIZE_KEYS, SPREAD_MIN_RUNS, TRACE, Check, Claim, per_level,
+from ntm_repro.claims import (ALONG, ALPHA, GENERALISATION, OUTCOMES, PAIRED, SIZE_KEYS, MIN_RUNS_WITH_VALUE, TRACE, Check, Claim, per_level,
                               statistic_title)
 from ntm_repro.report.read import is_science, resolved_value
 from ntm_repro.training.run_folder import FINISHED
@@ -88,6 +88,8 @@ def match(claim: Claim, runs: pd.DataFrame) -> Matched:
     extra = sorted({key for overrides in matched["overrides"] for key in overrides
                     if key not in sweep and key not in SIZE_KEYS and is_science(key)})
     for key in extra:
+        if matched.empty:  # every run left out by an earlier key: none is the claim's
+            break
         setting = matched[[key in overrides for overrides in matched["overrides"]]]
         values = sorted({resolved_value(run, key) for _, run in matched.iterrows()})
         if len(setting) == len(matched) and len(values) == 1:
@@ -234,18 +236,27 @@ def _compare(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) 
                    p_opposite=mann_whitney(x, y, alternative="greater")[1], samples=(x, y))
 
 
+def _too_few(group: str, known: pd.Series, of: str, without: str = "") -> Outcome | None:
+    """Not counted: a share or spread over fewer than :data:`MIN_RUNS_WITH_VALUE` runs with a value."""
+    if len(known) >= MIN_RUNS_WITH_VALUE:
+        return None
+    return Outcome(NOT_COUNTED, f"{group}: {len(known)} {of}run(s) with a value, fewer than {MIN_RUNS_WITH_VALUE}{without}")
+
+
 def _share(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -> Outcome:
     group = check.groups[0]
     runs = values.reindex(members(group, tags))
     if not len(runs):
         return Outcome(NOT_RUN, f"{group}: no {'converged ' if check.among else ''}runs")
-    meets = runs < check.below if check.below is not None else runs > check.above  # NaN never meets
-    k, n = int(meets.sum()), len(runs)
-    low, high = _wilson(k, n)
     of = "converged " if check.among else ""
-    ours = f"{group}: {k} of {n} {of}{check.runs_meeting()} ({k / n:.0%}; 95% interval {low:.0%}-{high:.0%})"
-    if runs.isna().any():
-        ours += f", {int(runs.isna().sum())} without a value"
+    known = runs.dropna()  # a level not tested, a trend over constant values: no evidence either way
+    without = f", {len(runs) - len(known)} without a value" if len(known) < len(runs) else ""
+    if too_few := _too_few(group, known, of, without):
+        return too_few
+    meets = known < check.below if check.below is not None else known > check.above
+    k, n = int(meets.sum()), len(known)
+    low, high = _wilson(k, n)
+    ours = f"{group}: {k} of {n} {of}{check.runs_meeting()} ({k / n:.0%}; 95% interval {low:.0%}-{high:.0%}){without}"
     verdict = ("confirmed" if k / n >= check.confirmed_at else "contradicted" if k / n <= check.contradicted_at
                else "inconclusive")
     return Outcome(verdict, ours, power=f"{n} runs: the share is known to {low:.0%}-{high:.0%}")
@@ -270,8 +281,8 @@ def _spread(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) -
     runs = values.reindex(members(group, tags))
     known = runs[np.isfinite(runs.astype(float))]  # a run that never got there has no value to spread
     of = "converged " if check.among else ""
-    if len(known) < SPREAD_MIN_RUNS:
-        return Outcome(NOT_COUNTED, f"{group}: {len(known)} {of}run(s) with a value, fewer than {SPREAD_MIN_RUNS}")
+    if too_few := _too_few(group, known, of):
+        return too_few
     mean, sd = float(known.mean()), float(known.std(ddof=1))
     cv = sd / mean
     ours = f"{group}: coefficient of variation {cv:.2f} over {len(known)} {of}runs (mean {_number(mean)}, sd {_number(sd)})"
