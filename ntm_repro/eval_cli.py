@@ -8,8 +8,10 @@ folder's ``config.yaml`` and ``last.ckpt``.
 Rows of generalisation.csv at the given levels are replaced (others kept); traces go to
 ``attention/<level name>_<level>.npz``. With ``--along``, each checkpoint the run kept
 (``train.keep_checkpoints``) is evaluated at the levels instead, into
-``generalisation_along.csv`` (a row per checkpoint and level, ``sequences_trained`` first). Levels are lengths or item counts, or
-``LENGTHxREPEATS`` for repeat copy.
+``generalisation_along.csv`` (a row per checkpoint and level, ``sequences_trained`` first),
+and traced on one held-out episode of the first level, into
+``attention_along/sequences_<N>.npz`` (its outputs through training: the report draws
+them). Levels are lengths or item counts, or ``LENGTHxREPEATS`` for repeat copy.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ def checked_levels(texts: list[str], task: Task) -> list[Any]:
 
 
 def evaluate_along(run_dir: Path, levels: list[str] | None, sequences: int | None) -> str:
-    """Every kept checkpoint of the run at the test levels, into generalisation_along.csv."""
+    """Every kept checkpoint of the run at the test levels, into generalisation_along.csv,
+    and its trace of one episode of the first level, into attention_along/."""
     from ntm_repro.models.population import Population
-    from ntm_repro.training.evaluation import generalisation_rows, kept_checkpoints, load_trained
-    from ntm_repro.training.run_folder import ALONG, KEPT, write_generalisation
+    from ntm_repro.training.evaluation import generalisation_rows, kept_checkpoints, load_trained, write_attention
+    from ntm_repro.training.run_folder import ALONG, ATTENTION_ALONG, KEPT, along_trace_path, write_generalisation
 
     kept = kept_checkpoints(run_dir)
     if not kept:
@@ -51,13 +54,16 @@ def evaluate_along(run_dir: Path, levels: list[str] | None, sequences: int | Non
         test_levels = checked_levels(levels, task) if levels else task.test_levels
         (found,) = generalisation_rows(Population([model]), task, test_levels, sequences or int(cfg.train.test_batch_size))
         rows += [{"sequences_trained": trained, **row} for row in found]
+        write_attention(model, task, test_levels[0], along_trace_path(run_dir, trained))
     write_generalisation(run_dir, rows, ALONG)
-    return f"{run_dir}: {len(kept)} kept checkpoints evaluated into {ALONG}"
+    return f"{run_dir}: {len(kept)} kept checkpoints evaluated into {ALONG} and traced into {ATTENTION_ALONG}/"
 
 
 def evaluate_run(run_dir: Path, levels: list[str] | None, traces: list[str] | None, sequences: int | None) -> str:
     from ntm_repro.models.population import Population
-    from ntm_repro.training.evaluation import generalisation_rows, load_trained, merge_generalisation, write_attention
+    from ntm_repro.training.evaluation import (
+        attention_path, generalisation_rows, load_trained, merge_generalisation, write_attention,
+    )
 
     cfg, task, model = load_trained(run_dir)
     per_level = sequences or int(cfg.train.test_batch_size)
@@ -65,7 +71,7 @@ def evaluate_run(run_dir: Path, levels: list[str] | None, traces: list[str] | No
     trace_levels = checked_levels(traces, task) if traces else ([] if levels else [task.trace_level])
     (rows,) = generalisation_rows(Population([model]), task, test_levels, per_level)
     merge_generalisation(run_dir, rows)
-    written = [write_attention(model, task, level, run_dir).name for level in trace_levels]
+    written = [write_attention(model, task, level, attention_path(run_dir, task, level)).name for level in trace_levels]
     labels = ", ".join(str(task.level_label(level)) for level in test_levels)
     return f"{run_dir}: {task.level_name} {labels} evaluated on {per_level} sequences each" + (
         f"; traces {', '.join(written)}" if written else ""

@@ -3,6 +3,8 @@
 import csv
 import shutil
 import subprocess
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +109,13 @@ def test_checkpoints_kept_along_the_run_evaluate_into_generalisation_along(tmp_p
     for row in along[-2:]:
         assert float(row["cost_bits"]) == pytest.approx(float(final[row["level"]]["cost_bits"]), rel=1e-6)
     assert along[0]["cost_bits"] != along[-2]["cost_bits"]  # the model at 32 sequences is another model
+    # each kept checkpoint traced on the same episode of the first level; the last is the trained model
+    traces = {n: np.load(tmp_path / "attention_along" / f"sequences_{n}.npz") for n in (32, 64, 96)}
+    final_trace = np.load(tmp_path / "attention" / "length_2.npz")
+    for trace in traces.values():
+        np.testing.assert_array_equal(trace["targets"], final_trace["targets"])
+    np.testing.assert_allclose(traces[96]["outputs"], final_trace["outputs"], rtol=1e-5)
+    assert not np.allclose(traces[32]["outputs"], traces[96]["outputs"])
     # the report reads them: a page of generalisation along the run, each run's trend per level
     from ntm_repro.report.pdf import write_report
     from ntm_repro.report.read import read_runs
@@ -116,6 +125,12 @@ def test_checkpoints_kept_along_the_run_evaluate_into_generalisation_along(tmp_p
     assert len(reading.along) == 6 and set(reading.along["label"]) == {"ntm"}
     writer = write_report(reading, Criteria(), tmp_path / "report", "along", [str(tmp_path)])
     assert any(p.name.endswith("_along_copy.png") for p in writer.folder.iterdir())
+    assert any(p.name.endswith("_outputs_along_copy.png") for p in writer.folder.iterdir())
+    assert [Path(p).name for p in reading.runs.loc[0, "attention_along"]] == [f"sequences_{n}.npz" for n in (32, 64, 96)]
+    from ntm_repro.report.archive import write_archive
+
+    with tarfile.open(write_archive([tmp_path], tmp_path / "runs.tar.xz")) as tar:
+        assert sum("/attention_along/sequences_" in name for name in tar.getnames()) == 3
     with open(writer.folder / "runs.csv") as f:
         (run,) = csv.DictReader(f)
     errors = [float(row["bit_errors"]) for row in along if row["level"] == "6"]

@@ -21,7 +21,7 @@ ARCHIVE = "runs.tar.xz"
 SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar")
 #: what a run folder keeps in the archive (patterns relative to it)
 KEPT = ("summary.json", "config.yaml", "metrics.csv", "generalisation.csv", "generalisation_along.csv", "provenance.jsonl",
-             ".hydra/overrides.yaml", ".hydra/hydra.yaml", ".hydra/config.yaml", "attention/*.npz")
+             ".hydra/overrides.yaml", ".hydra/hydra.yaml", ".hydra/config.yaml", "attention/*.npz", "attention_along/*.npz")
 SWEEP_FILES = ("multirun.yaml",)  # beside the run folders
 
 

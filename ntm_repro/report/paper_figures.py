@@ -145,6 +145,7 @@ def overlay_figures(overlays: list[tuple[str, dict, pd.DataFrame]], colours: dic
 
 MODELS_PER_PAGE = 4
 MAX_LEVELS = 6
+MAX_CHECKPOINTS = 10  # rows of the outputs-along page
 
 
 def _shown_run(group: pd.DataFrame, converged: set[str]) -> pd.Series:
@@ -152,6 +153,57 @@ def _shown_run(group: pd.DataFrame, converged: set[str]) -> pd.Series:
     ordered = group.sort_values("seed")
     chosen = ordered[ordered["run"].isin(converged)]
     return (chosen if len(chosen) else ordered).iloc[0]
+
+
+def _scored_bits(trace: str) -> tuple[np.ndarray, np.ndarray]:
+    """A trace's targets and output probabilities on its scored steps, (bits, steps) each."""
+    with np.load(trace) as npz:
+        mask = npz["mask"].astype(bool)
+        return npz["targets"][mask].T, npz["outputs"][mask].T
+
+
+def _bits(ax: plt.Axes, image: np.ndarray, name: str) -> None:
+    """Bits as an image (white 0, black 1), named on the left, no ticks."""
+    ax.imshow(image, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_ylabel(name, fontsize=6)
+
+
+def _evenly(items: tuple[str, ...], most: int) -> list[str]:
+    """At most ``most`` of ``items``, evenly spaced, the first and the last included."""
+    if len(items) <= most:
+        return list(items)
+    return [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, most).round().astype(int)))]
+
+
+def outputs_along_figures(runs: pd.DataFrame, converged: set[str]) -> Pages:
+    """The IFT6135 answer's outputs through training: for each task, the targets of one
+    held-out episode and, under them, the outputs of each checkpoint kept along one seed per
+    model (its first converged one; ``ntm-repro-eval --along``), models side by side."""
+    traced = runs[runs["attention_along"].map(len) > 0]
+    for task, task_runs in traced.groupby("task", sort=False):
+        shown = [_shown_run(group, converged) for _, group in task_runs.groupby("label", sort=True)]
+        for index, page in enumerate(chunks(shown, MODELS_PER_PAGE)):
+            chosen = [_evenly(run["attention_along"], MAX_CHECKPOINTS) for run in page]
+            fig, axes = plt.subplots(1 + max(map(len, chosen)), len(page), figsize=PAGE, layout="constrained", squeeze=False)
+            for ax in axes.flat:
+                ax.axis("off")
+            for column, (run, traces) in enumerate(zip(page, chosen)):
+                state = "converged" if run["run"] in converged else "not converged"
+                for row, trace in enumerate(traces):
+                    targets, outputs = _scored_bits(trace)
+                    if row == 0:
+                        axes[0, column].axis("on")
+                        _bits(axes[0, column], targets, "target")
+                        axes[0, column].set_title(f"{run['label']}, seed {run['seed']} ({state})", fontsize=7, pad=2)
+                    axes[row + 1, column].axis("on")
+                    trained = int(Path(trace).stem.removeprefix("sequences_"))
+                    _bits(axes[row + 1, column], outputs, f"{trained / 1000:g}k")
+            fig.suptitle(f"{task}: outputs on one held-out episode from the checkpoints kept along training "
+                         "(rows: sequences trained; cf. the IFT6135 answer)")
+            yield _page_name(f"outputs_along_{task}", index), fig
 
 
 def outputs_figures(runs: pd.DataFrame, converged: set[str]) -> Pages:
@@ -171,16 +223,10 @@ def outputs_figures(runs: pd.DataFrame, converged: set[str]) -> Pages:
                     cell = grid[row, column].subgridspec(2, 1, hspace=0.05)
                     if level not in files:
                         continue
-                    with np.load(files[level]) as npz:
-                        mask = npz["mask"].astype(bool)
-                        targets, outputs = npz["targets"][mask].T, npz["outputs"][mask].T
+                    targets, outputs = _scored_bits(files[level])
                     for part, (name, image) in enumerate((("target", targets), ("output", outputs))):
                         ax = fig.add_subplot(cell[part])
-                        ax.imshow(image, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
-                        ax.set_xticks([])
-                        ax.set_yticks([])
-                        ax.grid(False)
-                        ax.set_ylabel(name, fontsize=6)
+                        _bits(ax, image, name)
                         if part == 0:
                             state = "converged" if run["run"] in converged else "not converged"
                             heading = f"{run['label']}, seed {run['seed']} ({state})\n" if row == 0 else ""

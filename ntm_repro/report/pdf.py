@@ -118,6 +118,7 @@ def write_report(
             *figures.optimum_figures(reading.metrics, colours),
             *figures.attention_figures(reading.runs),
             *paper_figures.outputs_figures(reading.runs, converged),
+            *paper_figures.outputs_along_figures(reading.runs, converged),
             *paper_figures.priority_figures(reading.runs, converged, colours),
         ]:
             writer.page(stem, fig)

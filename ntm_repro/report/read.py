@@ -19,7 +19,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from ntm_repro.report.archive import expand_archives
-from ntm_repro.training.run_folder import ALONG, GENERALISATION, PROVENANCE, Status, is_science
+from ntm_repro.training.run_folder import ALONG, ATTENTION_ALONG, GENERALISATION, PROVENANCE, Status, is_science
 
 RUN_FILES = ("summary.json", "config.yaml", "metrics.csv")
 METRIC_COLUMNS = ("step", "sequences", "split", "cost_bits", "bit_errors")
@@ -175,10 +175,12 @@ def _provenance_commands(run_dir: Path) -> list[str] | None:
     return commands
 
 
-def _traces(run_dir: Path) -> tuple[tuple[str, ...], list[str]]:
-    """The readable attention traces of a run, and a note for each unreadable one."""
+def _traces(run_dir: Path, folder: str = "attention") -> tuple[tuple[str, ...], list[str]]:
+    """The readable attention traces of a run in ``folder``, and a note for each unreadable
+    one; ``attention_along/sequences_<N>.npz`` in the order of N."""
     traces, notes = [], []
-    for path in sorted((run_dir / "attention").glob("*.npz")):
+    found = sorted((run_dir / folder).glob("*.npz"), key=lambda path: (len(path.stem), path.stem))  # sequences_9000 < _10000
+    for path in found:
         try:
             with np.load(path) as npz:
                 missing = [key for key in TRACE_ARRAYS if key not in npz.files]
@@ -186,7 +188,7 @@ def _traces(run_dir: Path) -> tuple[tuple[str, ...], list[str]]:
         except Exception as error:  # truncated, not an npz archive, ...: never stops the report
             problem = f"unreadable: {type(error).__name__}"
         if problem:
-            notes.append(f"attention/{path.name} not drawn ({problem})")
+            notes.append(f"{folder}/{path.name} not drawn ({problem})")
         else:
             traces.append(str(path))
     return tuple(traces), notes
@@ -251,7 +253,8 @@ def _read_run(
     along = _optional_csv(run_dir / ALONG, ALONG_COLUMNS, caveats)
 
     traces, notes = _traces(run_dir)
-    caveats += notes
+    along_traces, along_notes = _traces(run_dir, ATTENTION_ALONG)
+    caveats += notes + along_notes
     handling = "read"
     if status in NOT_CONVERGED:
         handling = "not converged"
@@ -270,6 +273,7 @@ def _read_run(
         "started": _modified(config_file),  # written when the run starts
         "ended": _modified(run_dir / "summary.json"),  # last written when it ends
         "attention": traces,
+        "attention_along": along_traces,  # one per kept checkpoint (ntm-repro-eval --along), in training order
         "memory_max": trace_memory_max(traces),
         "overrides": _overrides(run_dir),
         "choices": _lookup(_load_yaml(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {},

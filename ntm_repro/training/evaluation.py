@@ -48,8 +48,10 @@ def attention_path(run_dir: Path, task: Task, level: Any) -> Path:
 
 
 @torch.no_grad()
-def write_attention(model: torch.nn.Module, task: Task, level: Any, run_dir: Path) -> Path:
-    """One held-out episode of ``level`` through the model: inputs (T, I), targets (T, O),
+def write_attention(model: torch.nn.Module, task: Task, level: Any, path: Path) -> Path:
+    """One held-out episode of ``level`` through the model, into ``path`` (the same episode
+    every time: :func:`attention_path` at the end of a run, one per kept checkpoint along
+    it): inputs (T, I), targets (T, O),
     mask (T,), output probabilities (T, O) and, for an NTM, the write and read weightings
     (T, H, N) within each head's block and the memory after the last step (K N, W)."""
     was_training = model.training
@@ -73,7 +75,6 @@ def write_attention(model: torch.nn.Module, task: Task, level: Any, run_dir: Pat
         logits = model(episode.inputs)
     arrays["outputs"] = torch.sigmoid(logits[0]).numpy()
     model.train(was_training)
-    path = attention_path(run_dir, task, level)
     path.parent.mkdir(exist_ok=True)
     np.savez_compressed(path, **arrays)
     return path

@@ -23,7 +23,7 @@ from ntm_repro.errors import ConfigError, RunInterrupted
 from ntm_repro.models.factory import count_parameters
 from ntm_repro.training.build import build_setup
 from ntm_repro.training.callbacks import early_stop_reason
-from ntm_repro.training.evaluation import generalisation_rows, write_attention
+from ntm_repro.training.evaluation import attention_path, generalisation_rows, write_attention
 from ntm_repro.training.module import TrainingDiverged
 from ntm_repro.training.resume import ResumePlan, plan_resume, resume_checkpoint
 from ntm_repro.training.run_folder import (
@@ -255,7 +255,7 @@ def _train_together(cfgs: list[DictConfig], run_dirs: list[Path], plans: list[Re
                     rows[k] = tested[k]
                     write_generalisation(run_dir, rows[k])
                     for level in task.trace_levels:
-                        write_attention(network, task, level, run_dir)
+                        write_attention(network, task, level, attention_path(run_dir, task, level))
     except Exception as error:
         for summary, run_dir in zip(summaries, run_dirs):
             _record_failure(summary, run_dir, error, when="after training: ")

@@ -206,6 +206,12 @@ def write_config(run_dir: Path, cfg: DictConfig) -> None:
 
 
 GENERALISATION, ALONG = "generalisation.csv", "generalisation_along.csv"
+ATTENTION_ALONG = "attention_along"  # ntm-repro-eval --along: sequences_<N>.npz, one trace per kept checkpoint
+
+
+def along_trace_path(run_dir: Path, trained: int) -> Path:
+    """``attention_along/sequences_<N>.npz``: the trace of the checkpoint kept after N sequences."""
+    return run_dir / ATTENTION_ALONG / f"sequences_{trained}.npz"
 
 
 def write_generalisation(run_dir: Path, rows: Sequence[Mapping[str, Any]], name: str = GENERALISATION) -> None:
