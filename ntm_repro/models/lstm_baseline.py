@@ -51,7 +51,13 @@ def stacked_logits(net: LSTMBaseline, t: dict[str, torch.Tensor], inputs: torch.
         if c.bias_hh is not None:
             bias = bias + t[f"controller.bias_hh.{l}"]
         h0, c0 = (init[:, l, i].unsqueeze(1).expand(K, B, -1) for i in range(2))
-        out = lstm_layer_sequence(layer_input, t[f"controller.weight_ih.{l}"], t[f"controller.weight_hh.{l}"], bias, h0, c0)
+        w_ih, w_hh = t[f"controller.weight_ih.{l}"], t[f"controller.weight_hh.{l}"]
+        if K == 1 and not torch.is_autocast_enabled(inputs.device.type):  # one network: torch's own LSTM is faster
+            weights = [w_ih[0], w_hh[0], bias[0], torch.zeros_like(bias[0])]
+            state = (h0[0].unsqueeze(0).contiguous(), c0[0].unsqueeze(0).contiguous())
+            out = torch.lstm(layer_input[0], state, weights, True, 1, 0.0, net.training, False, True)[0].unsqueeze(0)
+        else:
+            out = lstm_layer_sequence(layer_input, w_ih, w_hh, bias, h0, c0)
         features.append(out)
         layer_input = torch.cat((inputs, out), dim=-1) if c.skip else out
     top = torch.cat(features, dim=-1) if c.skip else features[-1]
