@@ -61,7 +61,7 @@ GENERALISATION = "generalisation."
 ALONG = "along."  # along.<metric>@<level>: the trend over the checkpoints kept along the run
 GENERALISATION_METRICS = ("cost_bits", "bit_errors", "copy_bit_errors", "marker_bit_errors")  # repeat copy's bits, its end channel
 KINDS = ("compare", "differ", "share", "within", "spread")
-MIN_RUNS_WITH_VALUE = 3  # a share or spread check counts a group with at least this many runs with a value
+MIN_RUNS_WITH_VALUE = 3  # a spread check, or a share check missing values, counts a group with at least this many runs with a value
 PAIRED = ("compare", "differ")  # the kinds that take two groups
 NUMBERS = ("below", "above", "confirmed_at", "contradicted_at", "low", "high")  # a check's thresholds
 VERDICTS = ("confirmed", "contradicted", "inconclusive")
@@ -123,7 +123,7 @@ class Check:
       ``above``), of the runs that converged with ``among: converged``: confirmed at
       ``confirmed_at`` or more, contradicted at ``contradicted_at`` or less. A run without a
       value (a level it was not tested at, a trend over constant values) is named and left
-      out; fewer than :data:`MIN_RUNS_WITH_VALUE` runs with a value is not counted.
+      out, and when that leaves fewer than :data:`MIN_RUNS_WITH_VALUE` the check is not counted.
     - within: the median over the group's runs inside [low, high] confirmed, outside
       contradicted; ``if_none`` when no run has a value.
     - spread: the coefficient of variation (sample sd / mean) of ``on`` over the group's runs
@@ -162,8 +162,8 @@ class Check:
         among = " among its converged runs" if self.among else ""
         if self.kind == "share":
             return (f"{self.groups[0]}: {self.runs_meeting()}{among} - confirmed at {self.confirmed_at:.0%} of runs or more, "
-                    f"contradicted at {self.contradicted_at:.0%} or less; fewer than {MIN_RUNS_WITH_VALUE} runs with a value - "
-                    "not counted")
+                    f"contradicted at {self.contradicted_at:.0%} or less; runs without a value left out (fewer than "
+                    f"{MIN_RUNS_WITH_VALUE} left - not counted)")
         if self.kind == "spread":
             return (f"{self.groups[0]}: the coefficient of variation of {what}{among} below {self.below:g} - confirmed; "
                     f"above {self.above:g} - contradicted; fewer than {MIN_RUNS_WITH_VALUE} runs with a value - not counted")

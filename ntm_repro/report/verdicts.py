@@ -251,7 +251,7 @@ def _share(check: Check, values: pd.Series, tags: dict[str, tuple[str, ...]]) ->
     of = "converged " if check.among else ""
     known = runs.dropna()  # a level not tested, a trend over constant values: no evidence either way
     without = f", {len(runs) - len(known)} without a value" if len(known) < len(runs) else ""
-    if too_few := _too_few(group, known, of, without):
+    if without and (too_few := _too_few(group, known, of, without)):
         return too_few
     meets = known < check.below if check.below is not None else known > check.above
     k, n = int(meets.sum()), len(known)
