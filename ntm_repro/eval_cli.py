@@ -54,7 +54,8 @@ def evaluate_along(run_dir: Path, levels: list[str] | None, sequences: int | Non
         test_levels = checked_levels(levels, task) if levels else task.test_levels
         (found,) = generalisation_rows(Population([model]), task, test_levels, sequences or int(cfg.train.test_batch_size))
         rows += [{"sequences_trained": trained, **row} for row in found]
-        write_attention(model, task, test_levels[0], along_trace_path(run_dir, trained))
+        traced = test_levels[0] if levels else task.trace_level  # the level the run's own trace is at
+        write_attention(model, task, traced, along_trace_path(run_dir, trained))
     write_generalisation(run_dir, rows, ALONG)
     return f"{run_dir}: {len(kept)} kept checkpoints evaluated into {ALONG} and traced into {ATTENTION_ALONG}/"
 

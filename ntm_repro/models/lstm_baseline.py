@@ -38,7 +38,8 @@ def stacked_logits(net: LSTMBaseline, t: dict[str, torch.Tensor], inputs: torch.
     """K baselines of ``net``'s architecture, seed k's parameters in row k of each stacked
     tensor of ``t`` (named as ``net``'s), on ``inputs`` (K, B, T, I) -> logits (K, B, T, O).
 
-    Layer by layer over the whole sequence (:mod:`ntm_repro.models.lstm_sequence`): a
+    Layer by layer over the whole sequence (:mod:`ntm_repro.models.lstm_sequence`; one
+    network outside autocast through torch's own LSTM, faster at K = 1): a
     layer's input, ``x_t`` or with skip connections ``[x_t, h^{l-1}_t]``, is known for
     every t once the layer below has run the whole sequence. The same function as stepping
     :meth:`LSTMController.step` (test)."""
