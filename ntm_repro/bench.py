@@ -15,7 +15,8 @@ engine, batch size, threads and seeds), and "vs <engine>" each engine's speed-up
 first engine listed: the ratios to compare on a noisy machine. "of peak" is the fraction
 of the arithmetic limit a training step reaches: the matrix-product FLOPs of one training
 sequence (the reference engine's forward and backward, counted by torch's
-FlopCounterMode; element-wise work is not counted) times the sequences per second, over a
+FlopCounterMode, with torch's fused LSTM layer counted as its gate products and
+in-place batched products as the out-of-place ones; element-wise work is not counted) times the sequences per second, over a
 float32 matrix product's FLOP/s measured in the same run. With ``--seeds K``
 the K seeds train on the same fixed episode (a real seed batch pads each step to its
 longest sequence; ``ntm-repro`` runs measure that).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 import sys
 import time
@@ -105,7 +107,7 @@ class Bench:
     def matmul_flops_per_sequence(self) -> float:
         """Matrix-product FLOPs of one training sequence's forward and backward (the
         model's own torch operations: count on a reference-engine model)."""
-        counter = FlopCounterMode(display=False)
+        counter = FlopCounterMode(display=False, custom_mapping=UNCOUNTED_FLOPS)
         with counter:
             self.loss().backward()
         self.optimizer.zero_grad(set_to_none=True)
@@ -167,6 +169,30 @@ class Repeat(IterableDataset):
     def __iter__(self):
         while True:
             yield self.batch
+
+
+def _lstm_layer_flops(input_shape, w_ih_shape, w_hh_shape, *args, **kwargs) -> int:
+    """Gate products of torch's fused LSTM layer (``aten::mkldnn_rnn_layer``, which
+    FlopCounterMode does not count): ``2 (|W_ih| + |W_hh|)`` per time step and sequence."""
+    steps_times_batch = math.prod(input_shape) // input_shape[-1]
+    return 2 * steps_times_batch * (math.prod(w_ih_shape) + math.prod(w_hh_shape))
+
+
+def _lstm_layer_backward_flops(input_shape, w_ih_shape, w_hh_shape, *args, **kwargs) -> int:
+    """Backward of :func:`_lstm_layer_flops`: the gradients of the inputs and of the
+    weights, two products of the forward's size."""
+    return 2 * _lstm_layer_flops(input_shape, w_ih_shape, w_hh_shape)
+
+
+def _in_place_baddbmm_flops(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
+    """``baddbmm_`` (which FlopCounterMode does not count): ``2 b m n k``, as ``baddbmm``."""
+    batch, m, k = a_shape
+    return 2 * batch * m * k * b_shape[-1]
+
+
+UNCOUNTED_FLOPS = {torch.ops.aten.mkldnn_rnn_layer: _lstm_layer_flops,
+                   torch.ops.aten.mkldnn_rnn_layer_backward: _lstm_layer_backward_flops,
+                   torch.ops.aten.baddbmm_: _in_place_baddbmm_flops}
 
 
 def matmul_peak_flops(seconds: float = 1.0, size: int = 512) -> float:

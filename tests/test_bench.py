@@ -32,3 +32,20 @@ def test_saved_memory_grows_with_sequence_length():
     cfg = load_config("ntm", "copy", "lstm", TINY_MODEL)
     short, long = (Bench(cfg, 2, level, "cpu").saved_for_backward_mb() for level in ("5", "20"))
     assert 3 < long / short < 5
+
+
+def test_lstm_flops_count_torchs_fused_layer_and_the_written_out_one():
+    """One LSTM network runs through torch's fused layer (which FlopCounterMode does not
+    count unless the bench adds it), three through written-out BPTT (whose recurrent
+    product is in place): both counts equal the gate and output products counted by hand,
+    forward and twice that backward, except that the written-out backward skips the
+    inputs' gradient, which torch's layer computes."""
+    cfg = load_config("lstm", "copy", "lstm", ["controller.size=12", "controller.layers=1"])
+    benches = [Bench(cfg, 2, "5", "cpu", seeds=seeds) for seeds in (1, 3)]
+    one, three = (bench.matmul_flops_per_sequence() for bench in benches)
+    _, steps, inputs = benches[0].episode.inputs.shape
+    outputs, hidden = benches[0].episode.targets.shape[-1], 12
+    forward = 2 * 4 * hidden * (inputs + hidden) + 2 * hidden * outputs
+    inputs_gradient = 2 * 4 * hidden * inputs
+    assert one == steps * 3 * forward
+    assert three == steps * (3 * forward - inputs_gradient)
