@@ -184,6 +184,11 @@ def test_structured_memory_reports_the_last_mixing_coefficients_and_memory_magni
     runs = pd.DataFrame({"run": ["x", "y", "z"], "memory_max": [trace_memory_max((str(tmp_path / f"{r}.npz"),)) for r in "xy"] + [math.nan]})
     assert runs["memory_max"].tolist()[:2] == [3.0, 5.0]
     assert math.isnan(trace_memory_max(()))
+    # several traces (e.g. ntm-repro-eval --levels): the largest of them, in any order
+    np.savez(tmp_path / "lstm.npz", reads=np.zeros(2))
+    traces = [str(tmp_path / name) for name in ("x.npz", "y.npz", "lstm.npz")]
+    assert trace_memory_max(tuple(traces)) == trace_memory_max(tuple(traces[::-1])) == 5.0
+    assert math.isnan(trace_memory_max((traces[2],)))
     rows = [("x", 25, 0.5, 0.5), ("x", 50, 0.6, 0.4), ("y", 25, 0.9, 0.1), ("y", 50, 0.8, 0.2)]
     metrics = pd.DataFrame(rows, columns=["run", "sequences", "mix_Mh_a", "mix_Mh_b"]).assign(split="train")
     metrics = pd.concat([metrics, pd.DataFrame({"run": ["x", "z"], "sequences": [50, 50], "split": "val"})])

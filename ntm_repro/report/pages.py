@@ -294,7 +294,7 @@ def comparison_table(pairs: pd.DataFrame) -> pd.DataFrame:
 def memory_table(memory: pd.DataFrame) -> pd.DataFrame:
     """Structured memories: mixing coefficients and memory magnitude at the end, as shown."""
     columns = [c[: -len("_median")] for c in memory.columns if c.endswith("_median")]
-    titles = {c: ("largest |M|, end of traced episode" if c == "memory_max" else f"{c[4:]} at the end") for c in columns}
+    titles = {c: ("largest |M|, end of traced episodes" if c == "memory_max" else f"{c[4:]} at the end") for c in columns}
     return pd.DataFrame(
         {
             "task": memory["task"],

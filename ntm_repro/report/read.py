@@ -38,7 +38,7 @@ class NoRuns(Exception):
 class Reading:
     """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
     seed, variant, label, status, level_name, commit, started, ended, budget: train.sequences
-    or NaN, attention traces, memory_max: the largest |M| at the end of the first trace,
+    or NaN, attention traces, memory_max: the largest |M| at the end of any trace,
     Hydra's overrides and choices, config, command); ``metrics``, ``generalisation`` and
     ``along`` (generalisation of the checkpoints kept along the run, by ``sequences_trained``)
     carry run, task, model, label and seed on every row; ``issues`` lists run, status,
@@ -195,12 +195,15 @@ def _traces(run_dir: Path, folder: str = "attention") -> tuple[tuple[str, ...], 
 
 
 def trace_memory_max(traces: tuple[str, ...]) -> float:
-    """The largest |M| after the last step of a run's first attention trace (its ``memory``
-    array; NaN without a trace or without memory, e.g. the LSTM baseline)."""
-    if not traces:
-        return math.nan
-    with np.load(traces[0]) as npz:
-        return float(np.abs(npz["memory"]).max()) if "memory" in npz.files else math.nan
+    """The largest |M| after the last step of any of a run's attention traces (their
+    ``memory`` arrays), whatever their order; NaN without a trace with memory (e.g. the
+    LSTM baseline's)."""
+    largest = math.nan
+    for trace in traces:
+        with np.load(trace) as npz:
+            if "memory" in npz.files:
+                largest = np.fmax(largest, float(np.abs(npz["memory"]).max()))
+    return float(largest)
 
 
 def _modified(path: Path) -> datetime | pd.Timestamp:

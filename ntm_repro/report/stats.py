@@ -280,7 +280,7 @@ MIX_PREFIX = "mix_"  # training-log columns mix_<block>_a, mix_<block>_b of a st
 def structured_memory(runs: pd.DataFrame, metrics: pd.DataFrame, run_stats: pd.DataFrame) -> pd.DataFrame:
     """Per task and model whose runs log mixing coefficients (NTM1-3): runs, converged,
     each coefficient at the end of training (median [min, max] over runs) and the largest
-    |M| at the end of the traced episode (median [min, max])."""
+    |M| at the end of the traced episodes (median [min, max])."""
     mixing = [c for c in metrics.columns if c.startswith(MIX_PREFIX)]
     if not mixing:
         return pd.DataFrame()
