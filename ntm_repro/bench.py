@@ -15,9 +15,9 @@ engine, batch size, threads and seeds), and "vs <engine>" each engine's speed-up
 first engine listed: the ratios to compare on a noisy machine. "of peak" is the fraction
 of the arithmetic limit a training step reaches: the matrix-product FLOPs of one training
 sequence (the reference engine's forward and backward, counted by torch's
-FlopCounterMode, with torch's fused LSTM layer counted as its gate products and
-in-place batched products as the out-of-place ones; element-wise work is not counted) times the sequences per second, over a
-float32 matrix product's FLOP/s measured in the same run. With ``--seeds K``
+FlopCounterMode, with torch's fused LSTM layer counted as its gate products and in-place
+batched products as the out-of-place ones; element-wise work is not counted) times the
+sequences per second, over a float32 matrix product's FLOP/s measured in the same run. With ``--seeds K``
 the K seeds train on the same fixed episode (a real seed batch pads each step to its
 longest sequence; ``ntm-repro`` runs measure that).
 
