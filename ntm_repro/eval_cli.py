@@ -42,19 +42,22 @@ def evaluate_along(run_dir: Path, levels: list[str] | None, sequences: int | Non
     """Every kept checkpoint of the run at the test levels, into generalisation_along.csv,
     and its trace of one episode of the first level, into attention_along/."""
     from ntm_repro.models.population import Population
-    from ntm_repro.training.evaluation import generalisation_rows, kept_checkpoints, load_trained, write_attention
+    from ntm_repro.training.evaluation import (
+        generalisation_rows, kept_checkpoints, load_trained, load_weights, write_attention,
+    )
     from ntm_repro.training.run_folder import ALONG, ATTENTION_ALONG, KEPT, along_trace_path, write_generalisation
 
     kept = kept_checkpoints(run_dir)
     if not kept:
         raise ConfigError(f"{run_dir}: no checkpoints kept in {KEPT}/ (train with train.keep_checkpoints=N)")
+    cfg, task, model = load_trained(run_dir, checkpoint=kept[0][1])
+    test_levels = checked_levels(levels, task) if levels else task.test_levels
+    traced = test_levels[0] if levels else task.trace_level  # the level the run's own trace is at
     rows = []
     for trained, path in kept:
-        cfg, task, model = load_trained(run_dir, checkpoint=path)
-        test_levels = checked_levels(levels, task) if levels else task.test_levels
+        load_weights(model, path, run_dir / "config.yaml")
         (found,) = generalisation_rows(Population([model]), task, test_levels, sequences or int(cfg.train.test_batch_size))
         rows += [{"sequences_trained": trained, **row} for row in found]
-        traced = test_levels[0] if levels else task.trace_level  # the level the run's own trace is at
         write_attention(model, task, traced, along_trace_path(run_dir, trained))
     write_generalisation(run_dir, rows, ALONG)
     return f"{run_dir}: {len(kept)} kept checkpoints evaluated into {ALONG} and traced into {ATTENTION_ALONG}/"

@@ -97,6 +97,13 @@ def load_trained(
         raise ConfigError(f"cannot apply {list(task_overrides)}: {error}".replace("\n", " ")) from None
     task = build_task(cfg.task)
     (model,) = build_networks(cfg, task, [cfg.seed])
+    load_weights(model, checkpoint, config_path)
+    return cfg, task, model
+
+
+def load_weights(model: torch.nn.Module, checkpoint: Path, config_path: Path) -> None:
+    """The model's weights from a training checkpoint (its ``model.`` entries); a clear
+    error when it is unreadable or does not fit the model of ``config_path``."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as error:
@@ -106,7 +113,6 @@ def load_trained(
         model.load_state_dict(weights)
     except RuntimeError as error:
         raise ConfigError(f"{checkpoint} does not fit the model of {config_path}: {str(error).splitlines()[0]}") from None
-    return cfg, task, model
 
 
 def kept_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
