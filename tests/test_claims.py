@@ -100,3 +100,24 @@ def test_parameter_counts_decide_their_claims_from_the_committed_table(tmp_path)
                                        "differ (ours vs paper): graves/copy_ff_ntm 13,536 vs 17,162")
     index = index_markdown(load_ledger(), tmp_path)
     assert "| I1 | Parameter counts - LSTM 45,208, LSTM-NTM 62,860, MLP-NTM 13,260. | confirmed | [parameters](parameters.csv) |" in index
+
+
+def test_the_index_drops_a_reports_not_run_row_when_another_report_decides_the_claim(tmp_path):
+    from ntm_repro.report.index import index_markdown
+
+    header = "id,claim,paper,ours,verdict,power,deviations,runs,page\n"
+    tables = {"adam_runs": ["I3,c,p,not run: no runs of rmsprop,not run,,,5,1", "I7,c,p,not run: no runs with shifts,not run,,,5,1"],
+              "optimizers": ["I3,c,p,inconclusive: rmsprop 0/10 vs adam 0/10,inconclusive,,,20,1"],
+              "shifts_again": ["I7,c,p,not run: no converged runs,not run,,,5,2"]}
+    for name, lines in tables.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "verdicts.csv").write_text(header + "\n".join(lines) + "\n")
+        (tmp_path / f"{name}.pdf").write_bytes(b"%PDF")
+    index = index_markdown(load_ledger(), tmp_path)
+    i3 = [line for line in index.splitlines() if line.startswith("| I3 |")]
+    assert len(i3) == 1 and "| inconclusive | [optimizers](optimizers.pdf) p. 1 |" in i3[0]
+    # a claim that no report decides keeps every report's reason
+    i7 = [line for line in index.splitlines() if line.startswith("| I7 |")]
+    assert len(i7) == 2 and all("| not run |" in line for line in i7)
+    rows = index.count("\n| ") - 1  # less the header row
+    assert f"{len(load_ledger())} claims, {rows} rows" in index and "inconclusive 1" in index

@@ -64,10 +64,18 @@ def parameter_verdicts(reports: Path) -> dict[str, list[dict[str, str]]]:
     return found
 
 
+def deciding(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A claim's report rows less the "not run" ones when another report gives it a verdict
+    (a report whose runs belong to the claim's experiment but lack the compared arm, such as
+    I3's RMSProp runs in a report of Adam runs, says nothing the deciding report does not)."""
+    ran = [row for row in rows if row["verdict"] != NOT_RUN]
+    return ran or rows
+
+
 def index_markdown(ledger: list[Claim], reports: Path) -> str:
     """The index's text: a count of verdicts, then one row per claim and deciding report
     (a claim no committed report decides: not run, with its reason or command)."""
-    found = decided(reports) | parameter_verdicts(reports)
+    found = {claim: deciding(rows) for claim, rows in (decided(reports) | parameter_verdicts(reports)).items()}
     rows, verdicts = [], Counter()
     for claim in ledger:
         for row in found.get(claim.id, []):
@@ -91,7 +99,7 @@ def index_markdown(ledger: list[Claim], reports: Path) -> str:
         "Each claim of `shared/CLAIMS.md` (the ledger: `ntm-repro-claims ID` shows its rule) with the verdict of every",
         "report whose runs belong to its experiment.",
         "",
-        f"{len(ledger)} claims; verdicts: {counts}.",
+        f"{len(ledger)} claims, {len(rows)} rows (a claim has a row per report that decides it); verdicts: {counts}.",
         "",
         "| claim | the claim | verdict | report | ours | deviations |",
         "|---|---|---|---|---|---|",
