@@ -240,9 +240,9 @@ def test_a_loggers_folder_inside_a_run_is_not_a_run(tmp_path):
     assert reading.folders_found == 1 and reading.issues.empty
 
 
-def test_the_first_page_gives_the_wall_time_from_first_start_to_last_end(tmp_path):
+def test_the_first_page_gives_the_wall_time_while_any_run_trained(tmp_path):
     """Started: the config's write, ended: the summary's last write; two runs overlapping
-    from 10:00 to 11:30 took 1 h 30 min."""
+    from 10:00 to 11:30 took 1 h 30 min; a part run the next day adds its 45 min."""
     import os
     from datetime import datetime
 
@@ -255,6 +255,14 @@ def test_the_first_page_gives_the_wall_time_from_first_start_to_last_end(tmp_pat
         os.utime(run / "summary.json", (stamp(end), stamp(end)))
     runs = read_runs([str(tmp_path)]).runs
     assert wall_time(runs) == "Wall time 1 h 30 min (5,400 s), from the first run's start to the last run's end (2026-01-01 11:30)."
+    # a part run a day later adds its own span, not the day between
+    third = make_run(tmp_path, "2_ntm_copy_s2", seed=2)
+    os.utime(third / "config.yaml", (stamp("2026-01-02T09:00"), stamp("2026-01-02T09:00")))
+    os.utime(third / "summary.json", (stamp("2026-01-02T09:45"), stamp("2026-01-02T09:45")))
+    assert wall_time(read_runs([str(tmp_path)]).runs) == (
+        "Wall time 2 h 15 min (8,100 s) while any run was training, in 2 separate spans, the first from 2026-01-01 10:00, "
+        "the last ending 2026-01-02 09:45.")
+    (third / "summary.json").unlink()
     (second / "summary.json").unlink()  # a run without a summary has no end: the others' still count
     assert "1 h 00 min" in wall_time(read_runs([str(tmp_path)]).runs)
 

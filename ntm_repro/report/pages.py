@@ -160,15 +160,27 @@ def _ranges(frame: pd.DataFrame, centre: str, low: str, high: str, spec: str = "
 
 
 def wall_time(runs: pd.DataFrame) -> str:
-    """The wall time the runs took together: from the first start to the last end (their
-    summary's last write), as a sentence ("" when unknown)."""
-    started, ended = runs["started"].dropna(), runs["ended"].dropna()
-    if not len(started) or not len(ended):
+    """The wall time the runs took: the time during which at least one of them was training
+    (the union of each run's start, its config's write, to its end, its summary's last
+    write), as a sentence ("" when unknown). Runs of one sweep give its span; runs of parts
+    made sessions apart give the parts' spans added, not the days between them."""
+    spans = runs[["started", "ended"]].dropna().sort_values("started").itertuples(index=False)
+    merged: list[list] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if not merged:
         return ""
-    seconds = max((ended.max() - started.min()).total_seconds(), 0.0)
+    seconds = sum(max((end - start).total_seconds(), 0.0) for start, end in merged)
     hours, minutes = divmod(round(seconds / 60), 60)
-    return (f"Wall time {hours} h {minutes:02d} min ({seconds:,.0f} s), from the first run's start to the last "
-            f"run's end ({ended.max():%Y-%m-%d %H:%M}).")
+    last = max(end for _, end in merged)
+    if len(merged) == 1:
+        return (f"Wall time {hours} h {minutes:02d} min ({seconds:,.0f} s), from the first run's start to the last "
+                f"run's end ({last:%Y-%m-%d %H:%M}).")
+    return (f"Wall time {hours} h {minutes:02d} min ({seconds:,.0f} s) while any run was training, in {len(merged)} "
+            f"separate spans, the first from {merged[0][0]:%Y-%m-%d %H:%M}, the last ending {last:%Y-%m-%d %H:%M}.")
 
 
 def code(runs: pd.DataFrame) -> str:
