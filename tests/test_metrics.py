@@ -110,3 +110,34 @@ def test_evaluate_reports_bits_and_errors():
     assert result["bit_errors"] == pytest.approx(1.0)
     assert result["first_bit_errors"] == pytest.approx(1.0) and result["second_bit_errors"] == 0.0
     assert model.training  # restored
+
+
+def test_a_large_held_out_set_is_evaluated_in_pieces_with_the_same_figures(monkeypatch):
+    """The fused engine keeps every step's memory, so a held-out set of 1,000 long sequences
+    must not go through in one pass; pieces of rows give the whole set's means."""
+    from ntm_repro.training import metrics
+
+    torch.manual_seed(0)
+    passes = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, inputs):
+            passes.append(inputs.shape[0])
+            return 3 * self.linear(inputs)
+
+    model = Population([Recording()])
+    episode = Episode(torch.randn(10, 7, 3), (torch.rand(10, 7, 2) > 0.5).float(), (torch.rand(10, 7) > 0.3).float())
+    reference = lambda episode: {"optimal_cost_bits": float(episode.inputs.shape[0])}  # noqa: E731 - of the whole episode
+    (whole,) = evaluate(model, [episode], reference, scored_apart={"first": (0, 1)})
+    assert passes == [10]
+    monkeypatch.setattr(metrics, "EVAL_SEQUENCE_STEPS", 3 * 7)  # three sequences of 7 steps per pass
+    passes.clear()
+    (pieces,) = evaluate(model, [episode], reference, scored_apart={"first": (0, 1)})
+    assert passes == [3, 3, 3, 1]
+    assert list(pieces) == list(whole) == ["cost_bits", "bit_errors", "optimal_cost_bits", "first_bit_errors"]
+    assert pieces == pytest.approx(whole, rel=1e-6) and pieces["optimal_cost_bits"] == 10
+    assert metrics.row_chunks(4, 50, 5, budget=100) == [slice(i, i + 1) for i in range(4)]  # one sequence at the least

@@ -36,6 +36,19 @@ def bit_errors(logits: torch.Tensor, episode: Episode, channels: tuple[int, int]
 #: A task's figures for an episode beside the model's (e.g. the n-gram optimal cost).
 Reference = Callable[[Episode], "dict[str, float]"]
 
+#: Sequence-steps (sequences x steps x seeds) one evaluation forward pass takes at most: the
+#: fused engine keeps every step's memory (2 x N x W floats per sequence-step, 20 kB at
+#: 128 x 20), so 1,000 n-gram sequences of 200 steps for 5 seeds at once would need 20 GB;
+#: at this bound about 0.7 GB. Held-out sets this small (copy's, recall's) run in one pass.
+EVAL_SEQUENCE_STEPS = 2**15
+
+
+def row_chunks(sequences: int, steps: int, seeds: int, budget: int = EVAL_SEQUENCE_STEPS) -> list[slice]:
+    """The batch rows of an evaluation forward pass, in order, each slice at most ``budget``
+    sequence-steps over the ``seeds`` (one sequence at the least)."""
+    rows = max(1, budget // max(1, steps * seeds))
+    return [slice(start, min(start + rows, sequences)) for start in range(0, sequences, rows)]
+
 
 @torch.no_grad()
 def evaluate(
@@ -59,14 +72,19 @@ def evaluate(
         episode = Episode(*(tensor.to(device) for tensor in episode))
         if precision is not None:
             episode = precision.convert_input(episode)
-        with precision.forward_context() if precision is not None else contextlib.nullcontext():
-            per_seed = model(episode.inputs.expand(seeds, *episode.inputs.shape)).unbind(0)
-        size = episode.inputs.shape[0]
-        for logits, seed_totals in zip(per_seed, totals):
-            figures = {"cost_bits": float(cost_nats(logits, episode)) / LN2, "bit_errors": float(bit_errors(logits, episode)), **extra}
-            figures.update({f"{name}_bit_errors": float(bit_errors(logits, episode, channels)) for name, channels in (scored_apart or {}).items()})
-            for name, value in figures.items():
+        size, steps = episode.inputs.shape[:2]
+        for seed_totals in totals:  # the task's own figures, of the whole episode
+            for name, value in extra.items():
                 seed_totals[name] = seed_totals.get(name, 0.0) + value * size
+        for rows in row_chunks(size, steps, seeds, EVAL_SEQUENCE_STEPS):
+            part = Episode(*(tensor[rows] for tensor in episode))
+            with precision.forward_context() if precision is not None else contextlib.nullcontext():
+                per_seed = model(part.inputs.expand(seeds, *part.inputs.shape)).unbind(0)
+            for logits, seed_totals in zip(per_seed, totals):
+                figures = {"cost_bits": float(cost_nats(logits, part)) / LN2, "bit_errors": float(bit_errors(logits, part))}
+                figures.update({f"{name}_bit_errors": float(bit_errors(logits, part, channels)) for name, channels in (scored_apart or {}).items()})
+                for name, value in figures.items():
+                    seed_totals[name] = seed_totals.get(name, 0.0) + value * logits.shape[0]
         sequences += size
     model.train(was_training)
     return [{name: total / sequences for name, total in seed_totals.items()} for seed_totals in totals]
