@@ -175,7 +175,7 @@ def wall_time(runs: pd.DataFrame) -> str:
         return ""
     seconds = sum(max((end - start).total_seconds(), 0.0) for start, end in merged)
     hours, minutes = divmod(round(seconds / 60), 60)
-    last = max(end for _, end in merged)
+    last = merged[-1][1]  # the spans are disjoint and in order
     if len(merged) == 1:
         return (f"Wall time {hours} h {minutes:02d} min ({seconds:,.0f} s), from the first run's start to the last "
                 f"run's end ({last:%Y-%m-%d %H:%M}).")
