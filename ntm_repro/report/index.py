@@ -99,8 +99,8 @@ def index_markdown(ledger: list[Claim], reports: Path) -> str:
         "Each claim of `shared/CLAIMS.md` (the ledger: `ntm-repro-claims ID` shows its rule) with the verdict of every",
         "report whose runs belong to its experiment.",
         "",
-        f"{len(ledger)} claims, {len(rows)} rows (one per claim and report with its runs, or one for a claim without; a report's \"not run\" left out where another "
-        f"report decides the claim); verdicts: {counts}.",
+        f"{len(ledger)} claims, {len(rows)} rows (one per claim and report with its runs, or one for a claim without; "
+        f"a report's \"not run\" left out where another report decides the claim); verdicts: {counts}.",
         "",
         "| claim | the claim | verdict | report | ours | deviations |",
         "|---|---|---|---|---|---|",
