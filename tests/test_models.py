@@ -16,6 +16,8 @@ from torch.func import functional_call
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.controller import FeedforwardController, LSTMController
 from ntm_repro.models.factory import build_model, count_parameters
+from ntm_repro.models import lstm_kernels, lstm_sequence
+from ntm_repro.models.lstm_sequence import COMPILED_MAX_BATCH
 from ntm_repro.models.lstm_baseline import LSTMBaseline, stacked_logits
 from ntm_repro.models.ntm import NTM
 
@@ -442,7 +444,7 @@ def test_ntm3_heads_are_fed_by_their_own_controller_layer():
     (1, False, "double", True), (3, True, "double", True), (3, False, "single", False), (2, True, "single", True),
 ])
 def test_lstm_baseline_over_whole_sequences_equals_stepping(layers, skip, bias, learn_init):
-    """The baseline's forward (torch's LSTM layer by layer over the whole sequence) and its
+    """The baseline's forward (layer by layer over the whole sequence) and its
     step-by-step form: the same outputs and parameter gradients in float64."""
     torch.manual_seed(layers)
     net = LSTMBaseline(LSTMController(5, 6, layers, skip=skip, bias=bias, learn_init_state=learn_init), 4).double()
@@ -457,9 +459,11 @@ def test_lstm_baseline_over_whole_sequences_equals_stepping(layers, skip, bias, 
 
 @settings(max_examples=25, deadline=None)
 @given(layers=st.integers(1, 3), skip=st.booleans(), bias=st.sampled_from(["double", "single"]), learn_init=st.booleans(),
-       seeds=st.integers(1, 3), batch=st.integers(1, 3), length=st.integers(1, 12), data=st.integers(0, 2**16))
+       seeds=st.integers(1, 3), batch=st.sampled_from([1, 2, 3, COMPILED_MAX_BATCH + 1]), length=st.integers(1, 12),
+       data=st.integers(0, 2**16))
 def test_lstm_baselines_stacked_equal_each_network_stepped_alone(layers, skip, bias, learn_init, seeds, batch, length, data):
-    """K baselines run together over whole sequences (BPTT written out) give each network
+    """K baselines run together over whole sequences (BPTT written out; compiled loops, torch
+    steps above the compiled batch, ``torch.lstm`` for one network there) give each network
     what stepping it alone through :meth:`LSTMController.step` gives: outputs, and the
     gradients of every parameter, in float64."""
     torch.manual_seed(data)
@@ -477,6 +481,36 @@ def test_lstm_baselines_stacked_equal_each_network_stepped_alone(layers, skip, b
         (alone * target[k]).sum().backward()
         for name, param in net.named_parameters():
             torch.testing.assert_close(stacked[name].grad[k], param.grad, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seeds=st.integers(1, 3), batch=st.integers(1, 3), length=st.integers(1, 12), hidden=st.integers(1, 9),
+       data=st.integers(0, 2**16))
+def test_lstm_compiled_loops_equal_torch_steps(seeds, batch, length, hidden, data):
+    """The compiled time loops of an LSTM layer (:mod:`lstm_kernels`) against the same
+    recurrence as torch operations per step, forward (gates, h, c, tanh c) and backward (the
+    gates' gradients and the initial state's), in float64 to rounding."""
+    torch.manual_seed(data)
+    K, B, T, H = seeds, batch, length, hidden
+    a = torch.randn(T, K, B, 4 * H, dtype=torch.float64)
+    w_hh = torch.randn(K, 4 * H, H, dtype=torch.float64)
+    h0, c0 = torch.randn(K, B, H, dtype=torch.float64), torch.randn(K, B, H, dtype=torch.float64)
+    dh_all = torch.randn(T, K, B, H, dtype=torch.float64)
+    runs = []
+    for compiled in (True, False):
+        gates, tanh_c = a.clone(), torch.empty(T, K, B, H, dtype=torch.float64)
+        hs, cs = torch.empty(T + 1, K, B, H, dtype=torch.float64), torch.empty(T + 1, K, B, H, dtype=torch.float64)
+        hs[0], cs[0] = h0, c0
+        dh, da, dh0, dc0 = dh_all.clone(), torch.empty_like(a), torch.empty_like(h0), torch.empty_like(c0)
+        if compiled:
+            lstm_kernels.forward(gates.numpy(), w_hh.numpy(), hs.numpy(), cs.numpy(), tanh_c.numpy())
+            lstm_kernels.backward(gates.numpy(), w_hh.numpy(), cs.numpy(), tanh_c.numpy(), dh.numpy(), da.numpy(), dh0.numpy(), dc0.numpy())
+        else:
+            lstm_sequence._forward_steps(gates, w_hh, hs, cs, tanh_c)
+            lstm_sequence._backward_steps(gates, w_hh, cs, tanh_c, dh, da, dh0, dc0)
+        runs.append((gates, hs, cs, tanh_c, da, dh0, dc0))
+    for name, compiled, stepped in zip(("gates", "h", "c", "tanh c", "d gates", "d h0", "d c0"), *runs):
+        torch.testing.assert_close(compiled, stepped, rtol=1e-12, atol=1e-12, msg=name)
 
 
 def test_lstm_baseline_runs_under_bf16_autocast_in_bf16():

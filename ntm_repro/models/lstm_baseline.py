@@ -38,10 +38,9 @@ def stacked_logits(net: LSTMBaseline, t: dict[str, torch.Tensor], inputs: torch.
     """K baselines of ``net``'s architecture, seed k's parameters in row k of each stacked
     tensor of ``t`` (named as ``net``'s), on ``inputs`` (K, B, T, I) -> logits (K, B, T, O).
 
-    Layer by layer over the whole sequence (:mod:`ntm_repro.models.lstm_sequence`; one
-    network outside autocast through torch's own LSTM, faster at K = 1): a
-    layer's input, ``x_t`` or with skip connections ``[x_t, h^{l-1}_t]``, is known for
-    every t once the layer below has run the whole sequence. The same function as stepping
+    Layer by layer over the whole sequence (:mod:`ntm_repro.models.lstm_sequence`, its time
+    loops compiled on the CPU): a layer's input, ``x_t`` or with skip connections
+    ``[x_t, h^{l-1}_t]``, is known for every t once the layer below has run the whole sequence. The same function as stepping
     :meth:`LSTMController.step` (test)."""
     c = net.controller
     K, B = inputs.shape[:2]
@@ -52,13 +51,7 @@ def stacked_logits(net: LSTMBaseline, t: dict[str, torch.Tensor], inputs: torch.
         if c.bias_hh is not None:
             bias = bias + t[f"controller.bias_hh.{l}"]
         h0, c0 = (init[:, l, i].unsqueeze(1).expand(K, B, -1) for i in range(2))
-        w_ih, w_hh = t[f"controller.weight_ih.{l}"], t[f"controller.weight_hh.{l}"]
-        if K == 1 and not torch.is_autocast_enabled(inputs.device.type):  # one network: torch's own LSTM is faster
-            weights = [w_ih[0], w_hh[0], bias[0], torch.zeros_like(bias[0])]
-            state = (h0[0].unsqueeze(0).contiguous(), c0[0].unsqueeze(0).contiguous())
-            out = torch.lstm(layer_input[0], state, weights, True, 1, 0.0, net.training, False, True)[0].unsqueeze(0)
-        else:
-            out = lstm_layer_sequence(layer_input, w_ih, w_hh, bias, h0, c0)
+        out = lstm_layer_sequence(layer_input, t[f"controller.weight_ih.{l}"], t[f"controller.weight_hh.{l}"], bias, h0, c0)
         features.append(out)
         layer_input = torch.cat((inputs, out), dim=-1) if c.skip else out
     top = torch.cat(features, dim=-1) if c.skip else features[-1]
