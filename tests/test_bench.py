@@ -3,6 +3,7 @@
 import csv
 
 from ntm_repro.bench import Bench, load_config, main
+from ntm_repro.models.lstm_sequence import COMPILED_MAX_BATCH
 
 TINY_MODEL = ["++model.memory.locations=16", "++model.memory.width=6", "controller.size=12"]
 
@@ -35,17 +36,19 @@ def test_saved_memory_grows_with_sequence_length():
 
 
 def test_lstm_flops_count_torchs_fused_layer_and_the_written_out_one():
-    """One LSTM network runs through torch's fused layer (which FlopCounterMode does not
-    count unless the bench adds it), three through written-out BPTT (whose recurrent
-    product is in place): both counts equal the gate and output products counted by hand,
-    forward and twice that backward, except that the written-out backward skips the
-    inputs' gradient, which torch's layer computes."""
+    """One LSTM network above the compiled batch runs through torch's fused layer (which
+    FlopCounterMode does not count unless the bench adds it); one network at batch 2 and
+    three run through the written-out BPTT, whose compiled loops the bench counts as the
+    torch steps they replace (whose recurrent product is in place): every count equals the
+    gate and output products counted by hand, forward and twice that backward, except that
+    the written-out backward skips the inputs' gradient, which torch's layer computes."""
     cfg = load_config("lstm", "copy", "lstm", ["controller.size=12", "controller.layers=1"])
-    benches = [Bench(cfg, 2, "5", "cpu", seeds=seeds) for seeds in (1, 3)]
-    one, three = (bench.matmul_flops_per_sequence() for bench in benches)
-    _, steps, inputs = benches[0].episode.inputs.shape
-    outputs, hidden = benches[0].episode.targets.shape[-1], 12
+    fused_layer = Bench(cfg, COMPILED_MAX_BATCH + 1, "5", "cpu").matmul_flops_per_sequence()
+    one, three = (Bench(cfg, 2, "5", "cpu", seeds=seeds).matmul_flops_per_sequence() for seeds in (1, 3))
+    bench = Bench(cfg, 2, "5", "cpu")
+    _, steps, inputs = bench.episode.inputs.shape
+    outputs, hidden = bench.episode.targets.shape[-1], 12
     forward = 2 * 4 * hidden * (inputs + hidden) + 2 * hidden * outputs
     inputs_gradient = 2 * 4 * hidden * inputs
-    assert one == steps * 3 * forward
-    assert three == steps * (3 * forward - inputs_gradient)
+    assert fused_layer == steps * 3 * forward
+    assert one == three == steps * (3 * forward - inputs_gradient)

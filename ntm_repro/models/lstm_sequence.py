@@ -20,6 +20,8 @@ handful of operations per step shared by every network and sequence of the batch
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -90,12 +92,28 @@ class LSTMLayerSequence(torch.autograd.Function):
 COMPILED_MAX_BATCH = 8
 
 
+_compiled_allowed = True
+
+
+@contextlib.contextmanager
+def torch_steps():
+    """Within it, every layer steps in torch: the compiled loops' arithmetic as torch
+    operations (which ``FlopCounterMode`` sees; the benchmark counts FLOPs this way)."""
+    global _compiled_allowed
+    before, _compiled_allowed = _compiled_allowed, False
+    try:
+        yield
+    finally:
+        _compiled_allowed = before
+
+
 def _compiled(a: torch.Tensor) -> bool:
     """Whether the compiled loops (:mod:`ntm_repro.models.lstm_kernels`) take this layer's
     gates ``a`` (T, K, B, 4H): on the CPU, in float32 or float64, at batches up to
     :data:`COMPILED_MAX_BATCH` (bf16 under autocast, other devices and larger batches step
     in torch)."""
-    return a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and a.shape[2] <= COMPILED_MAX_BATCH
+    cpu_float = a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+    return _compiled_allowed and cpu_float and a.shape[2] <= COMPILED_MAX_BATCH
 
 
 def _forward_steps(a, w_hh, hs, cs, tanh_c) -> None:
