@@ -200,3 +200,28 @@ def test_the_vectorised_log_is_log_to_float_rounding(exponents):
     exact = np.array([1.0, 2.0, 0.5, 1024.0])
     _log_inplace(exact, 4, np.empty(32, np.uint8))
     assert exact.tolist() == [0.0, math.log(2.0), -math.log(2.0), 10 * math.log(2.0)]
+
+
+def test_without_numba_the_lstm_baseline_steps_in_torch_in_one_line():
+    """A process in which numba cannot be imported trains the LSTM baseline with its layers
+    stepping in torch (the same outputs as stepping the cells), and says so once, on one line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import torch\n"
+        "from ntm_repro.models.controller import LSTMController\n"
+        "from ntm_repro.models.lstm_baseline import LSTMBaseline\n"
+        "net = LSTMBaseline(LSTMController(3, 4, 2, skip=True), 2).double()\n"
+        "inputs = torch.rand(1, 5, 3, dtype=torch.float64)\n"
+        "for _ in range(2):\n"
+        "    net(inputs).sum().backward()\n"
+        "print(torch.allclose(net(inputs), net._stepped(inputs), rtol=1e-12, atol=1e-12), all(p.grad is not None for p in net.parameters()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True True"
+    lines = [line for line in done.stderr.splitlines() if "compiled loops" in line]
+    assert lines == ["ntm-repro: the LSTM's compiled loops are unavailable here (ModuleNotFoundError: import of numba halted; "
+                     "None in sys.modules); its layers step in torch"]

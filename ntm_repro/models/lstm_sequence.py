@@ -21,11 +21,14 @@ handful of operations per step shared by every network and sequence of the batch
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from ntm_repro.models import lstm_kernels
+from ntm_repro.console import say
+from ntm_repro.models.engines import fused_unavailable
 
 
 def _time_major(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +52,7 @@ class LSTMLayerSequence(torch.autograd.Function):
         tanh_c = x.new_empty(T, K, B, H)
         hs[0], cs[0] = h0, c0
         if _compiled(a):
-            lstm_kernels.forward(a.numpy(), w_hh.detach().contiguous().numpy(), hs.numpy(), cs.numpy(), tanh_c.numpy())
+            _kernels().forward(a.numpy(), w_hh.detach().contiguous().numpy(), hs.numpy(), cs.numpy(), tanh_c.numpy())
         else:
             _forward_steps(a, w_hh, hs, cs, tanh_c)
         ctx.save_for_backward(x_tb, w_ih, w_hh, a, hs, cs, tanh_c)
@@ -66,7 +69,7 @@ class LSTMLayerSequence(torch.autograd.Function):
         dh0, dc0 = torch.empty_like(hs[0]), torch.empty_like(cs[0])
         if _compiled(a):
             arrays = (a, w_hh.contiguous(), cs, tanh_c, dh_all, da, dh0, dc0)
-            lstm_kernels.backward(*(t.detach().numpy() for t in arrays))
+            _kernels().backward(*(t.detach().numpy() for t in arrays))
         else:
             _backward_steps(a, w_hh, cs, tanh_c, dh_all, da, dh0, dc0)
         da_tb = da.transpose(0, 1).reshape(K, T * B, four_h)  # rows in (t, b) order, as x_tb
@@ -107,13 +110,25 @@ def torch_steps():
         _compiled_allowed = before
 
 
+@functools.cache
+def _kernels():
+    """:mod:`ntm_repro.models.lstm_kernels`, or None where numba cannot be imported (then
+    every layer steps in torch, and one line says so, once per process)."""
+    if reason := fused_unavailable():
+        say(f"ntm-repro: the LSTM's compiled loops are unavailable here ({reason}); its layers step in torch", logging.WARNING)
+        return None
+    from ntm_repro.models import lstm_kernels
+
+    return lstm_kernels
+
+
 def _compiled(a: torch.Tensor) -> bool:
     """Whether the compiled loops (:mod:`ntm_repro.models.lstm_kernels`) take this layer's
     gates ``a`` (T, K, B, 4H): on the CPU, in float32 or float64, at batches up to
     :data:`COMPILED_MAX_BATCH` (bf16 under autocast, other devices and larger batches step
     in torch)."""
     cpu_float = a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
-    return _compiled_allowed and cpu_float and a.shape[2] <= COMPILED_MAX_BATCH
+    return _compiled_allowed and cpu_float and a.shape[2] <= COMPILED_MAX_BATCH and _kernels() is not None
 
 
 def _forward_steps(a, w_hh, hs, cs, tanh_c) -> None:
