@@ -110,27 +110,33 @@ def test_training_with_the_fused_engine_follows_the_reference(compose_cfg, tmp_p
         pd.testing.assert_frame_equal(fused, reference, rtol=1e-4, atol=1e-5)
 
 
-def test_without_numba_the_model_falls_back_to_the_reference_in_one_line():
-    """A process in which numba cannot be imported builds the default (fused) model on the
-    reference engine and says so once, on one line."""
+def _assert_without_numba(script: str, stdout: str, notice: str) -> None:
+    """``script`` run in a fresh Python in which ``import numba`` fails exits 0, prints
+    ``stdout``, and ``notice`` is the one line of its stderr that names what fell back."""
     import subprocess
     import sys
 
-    script = (
-        "import sys; sys.modules['numba'] = None\n"  # import numba -> ImportError
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['numba'] = None\n" + script],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == stdout
+    reason = "ModuleNotFoundError: import of numba halted; None in sys.modules"
+    assert [line for line in done.stderr.splitlines() if reason in line] == [notice.format(reason=reason)]
+
+
+def test_without_numba_the_model_falls_back_to_the_reference_in_one_line():
+    """A process in which numba cannot be imported builds the default (fused) model on the
+    reference engine and says so once, on one line."""
+    _assert_without_numba(
         "from hydra import compose, initialize_config_module\n"
         "from ntm_repro.models.factory import build_model\n"
         "with initialize_config_module(config_module='ntm_repro.conf', version_base='1.3'):\n"
         "    cfg = compose('config')\n"
         "nets = [build_model(cfg.model, cfg.controller, 9, 8) for _ in range(2)]\n"
-        "print(cfg.model.engine, [net.engine for net in nets])\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "fused ['reference', 'reference']"
-    lines = [line for line in done.stderr.splitlines() if "model.engine=fused" in line]
-    assert lines == ["ntm-repro: model.engine=fused is unavailable here (ModuleNotFoundError: import of numba halted; "
-                     "None in sys.modules); using the reference engine"]
+        "print(cfg.model.engine, [net.engine for net in nets])\n",
+        "fused ['reference', 'reference']",
+        "ntm-repro: model.engine=fused is unavailable here ({reason}); using the reference engine")
+
 
 
 def test_batches_the_loops_cannot_take_run_on_the_reference(compose_cfg):
@@ -205,11 +211,7 @@ def test_the_vectorised_log_is_log_to_float_rounding(exponents):
 def test_without_numba_the_lstm_baseline_steps_in_torch_in_one_line():
     """A process in which numba cannot be imported trains the LSTM baseline with its layers
     stepping in torch (the same outputs as stepping the cells), and says so once, on one line."""
-    import subprocess
-    import sys
-
-    script = (
-        "import sys; sys.modules['numba'] = None\n"
+    _assert_without_numba(
         "import torch\n"
         "from ntm_repro.models.controller import LSTMController\n"
         "from ntm_repro.models.lstm_baseline import LSTMBaseline\n"
@@ -217,11 +219,6 @@ def test_without_numba_the_lstm_baseline_steps_in_torch_in_one_line():
         "inputs = torch.rand(1, 5, 3, dtype=torch.float64)\n"
         "for _ in range(2):\n"
         "    net(inputs).sum().backward()\n"
-        "print(torch.allclose(net(inputs), net._stepped(inputs), rtol=1e-12, atol=1e-12), all(p.grad is not None for p in net.parameters()))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True True"
-    lines = [line for line in done.stderr.splitlines() if "compiled loops" in line]
-    assert lines == ["ntm-repro: the LSTM's compiled loops are unavailable here (ModuleNotFoundError: import of numba halted; "
-                     "None in sys.modules); its layers step in torch"]
+        "print(torch.allclose(net(inputs), net._stepped(inputs), rtol=1e-12, atol=1e-12), all(p.grad is not None for p in net.parameters()))\n",
+        "True True",
+        "ntm-repro: the LSTM's compiled loops are unavailable here ({reason}); its layers step in torch")
