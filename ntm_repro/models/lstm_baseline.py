@@ -40,8 +40,8 @@ def stacked_logits(net: LSTMBaseline, t: dict[str, torch.Tensor], inputs: torch.
 
     Layer by layer over the whole sequence (:mod:`ntm_repro.models.lstm_sequence`, its time
     loops compiled on the CPU): a layer's input, ``x_t`` or with skip connections
-    ``[x_t, h^{l-1}_t]``, is known for every t once the layer below has run the whole sequence. The same function as stepping
-    :meth:`LSTMController.step` (test)."""
+    ``[x_t, h^{l-1}_t]``, is known for every t once the layer below has run the whole
+    sequence. The same function as stepping :meth:`LSTMController.step` (test)."""
     c = net.controller
     K, B = inputs.shape[:2]
     init = t["controller.init_state"]  # (K, layers, 2, H)

@@ -14,8 +14,9 @@ over all steps (``dW_hh = sum_t da_t h_{t-1}^T``, ``dW_ih = sum_t da_t x_t^T``) 
 autograd's rank-one update per step, and only the recurrent matrix-vector products and
 six element-wise operations remain in the loop. On the CPU in float32 and float64 the time
 loops are compiled (:mod:`ntm_repro.models.lstm_kernels`, no tensor operation per step);
-elsewhere (a GPU, bf16 under autocast, batches above :data:`COMPILED_MAX_BATCH`) they step in Python over whole (K, B, ...) tensors, a
-handful of operations per step shared by every network and sequence of the batch.
+elsewhere (a GPU, bf16 under autocast, batches above :data:`COMPILED_MAX_BATCH`) they step
+in Python over whole (K, B, ...) tensors, a handful of operations per step shared by every
+network and sequence of the batch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ntm_repro.console import say
-from ntm_repro.models.engines import fused_unavailable
+from ntm_repro.models.engines import FUSED_DTYPES, fused_unavailable
 
 
 def _time_major(x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +128,7 @@ def _compiled(a: torch.Tensor) -> bool:
     gates ``a`` (T, K, B, 4H): on the CPU, in float32 or float64, at batches up to
     :data:`COMPILED_MAX_BATCH` (bf16 under autocast, other devices and larger batches step
     in torch)."""
-    cpu_float = a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+    cpu_float = a.device.type == "cpu" and a.dtype in FUSED_DTYPES
     return _compiled_allowed and cpu_float and a.shape[2] <= COMPILED_MAX_BATCH and _kernels() is not None
 
 
