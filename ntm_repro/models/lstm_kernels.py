@@ -67,6 +67,7 @@ def backward(gates, w_hh, cs, tanh_c, dh_all, dgates, dh0, dc0):
     T, K, B, G = gates.shape
     H = G // 4
     dc0[:] = 0.0
+    dh0[:] = 0.0
     for t in range(T - 1, -1, -1):
         for k in range(K):
             w = w_hh[k]
@@ -82,8 +83,6 @@ def backward(gates, w_hh, cs, tanh_c, dh_all, dgates, dh0, dc0):
                     da[3 * H + j] = dh[j] * tc[j] * o * (1.0 - o)
                     dc[j] = dcj * f
                 into = dh_all[t - 1, k, b] if t > 0 else dh0[k, b]
-                if t == 0:
-                    into[:] = 0.0
                 for r in range(G):
                     v = da[r]
                     for c in range(H):

@@ -29,7 +29,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ntm_repro.console import say
-from ntm_repro.models.engines import FUSED_DTYPES, fused_unavailable
+from ntm_repro.models.engines import fused_takes, fused_unavailable
 
 
 def _time_major(x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,6 @@ class LSTMLayerSequence(torch.autograd.Function):
         else:
             _forward_steps(a, w_hh, hs, cs, tanh_c)
         ctx.save_for_backward(x_tb, w_ih, w_hh, a, hs, cs, tanh_c)
-        ctx.batch = B
         return hs[1:].permute(1, 2, 0, 3).contiguous()
 
     @staticmethod
@@ -128,8 +127,7 @@ def _compiled(a: torch.Tensor) -> bool:
     gates ``a`` (T, K, B, 4H): on the CPU, in float32 or float64, at batches up to
     :data:`COMPILED_MAX_BATCH` (bf16 under autocast, other devices and larger batches step
     in torch)."""
-    cpu_float = a.device.type == "cpu" and a.dtype in FUSED_DTYPES
-    return _compiled_allowed and cpu_float and a.shape[2] <= COMPILED_MAX_BATCH and _kernels() is not None
+    return _compiled_allowed and fused_takes(a) and a.shape[2] <= COMPILED_MAX_BATCH and _kernels() is not None
 
 
 def _forward_steps(a, w_hh, hs, cs, tanh_c) -> None:
