@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 
 from ntm_repro.errors import ConfigError
 from ntm_repro.models.factory import build_model, count_parameters
@@ -67,6 +68,15 @@ def test_tasks_that_do_not_fit_the_memory_fail_before_training(compose_cfg, tmp_
 
 def test_every_table_row_has_a_preset():
     assert len(graves_presets()) == 15
+
+
+@pytest.mark.parametrize("row", [name for name in graves_presets() if name.endswith("_ff_ntm")])
+def test_graves_feedforward_rows_build_tanh_controllers(compose_cfg, row):
+    """The paper names no activation; sigmoid hidden units left the copy row on a plateau for
+    100k+ sequences (reports/graves_copy_ff_activation.pdf), so the FF-NTM rows take tanh."""
+    cfg = compose_cfg(f"experiment=graves/{row}", tiny=False)
+    model = build_model(cfg.model, cfg.controller, 10, 9)
+    assert model.controller.activation is torch.tanh
 
 
 @pytest.mark.parametrize("task", sorted(TABLE_3))

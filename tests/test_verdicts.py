@@ -321,6 +321,20 @@ def test_groups_may_split_the_runs_by_whether_they_converged():
     assert found.verdict == "inconclusive" and found.ours[0] == "inconclusive: no unconverged runs among the 6"
 
 
+def test_a_share_of_the_unconverged_runs_counts_only_those():
+    """N6's "go uniform": the share of failed runs whose attention is diffuse; converged runs'
+    sharp attention must not dilute it, and failures with sharp attention count against it."""
+    c = claim("model=a", {"share": "unconverged", "statistic": "trace.weight_entropy", "above": 0.5,
+                          "confirmed_at": 0.8, "contradicted_at": 0.4}, seeds="0-5")
+    runs = runs_table({"a": {"values": [0.01, 0.02, 0.03, 0.9, 0.7, 0.6]}})
+    run_stats = runs[["run"]].assign(**{"trace.weight_entropy": runs["value"], "converged": [True] * 3 + [False] * 3})
+    found = verdicts.decide(c, runs, run_stats, pd.DataFrame())
+    assert found.verdict == "confirmed" and "3 of 3 runs" in found.ours[0]
+    sharp = run_stats.assign(**{"trace.weight_entropy": [0.9, 0.8, 0.7, 0.9, 0.04, 0.02]})  # two failures sharp
+    found = verdicts.decide(c, runs, sharp, pd.DataFrame())
+    assert found.verdict == "contradicted" and "1 of 3 runs" in found.ours[0]
+
+
 def test_weighting_entropy_by_hand():
     from ntm_repro.report.traces import normalised_entropy
 
