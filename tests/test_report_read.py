@@ -267,6 +267,31 @@ def test_the_first_page_gives_the_wall_time_while_any_run_trained(tmp_path):
     assert "1 h 00 min" in wall_time(read_runs([str(tmp_path)]).runs)
 
 
+def test_the_wall_time_comes_from_the_provenance_log_not_from_file_times(tmp_path):
+    """A folder copied without its file times (cp -r, scp) keeps its log's times: a run
+    stopped at 11:00 and resumed from 13:00 to 13:30 trained 1 h 30 min, not 3 h 30 min; a
+    start with no outcome after it (a killed process) ends at the metrics' last write."""
+    import os
+    from datetime import datetime
+
+    from ntm_repro.report.pages import wall_time
+
+    run = make_run(tmp_path, "0_ntm_copy_s0")
+    log = [("2026-01-01T10:00:00", "started"), ("2026-01-01T11:00:00", "interrupted"),
+           ("2026-01-01T12:00:00", "refused"), ("2026-01-01T13:00:00", "started"),
+           ("2026-01-01T13:30:00", "completed")]
+    (run / "provenance.jsonl").write_text(
+        "".join(json.dumps({"time": t, "outcome": o, "argv": ["ntm-repro"]}) + "\n" for t, o in log))
+    assert wall_time(read_runs([str(tmp_path)]).runs) == (
+        "Wall time 1 h 30 min (5,400 s) while any run was training, in 2 separate spans, the first from 2026-01-01 10:00, "
+        "the last ending 2026-01-01 13:30.")
+    killed = make_run(tmp_path, "1_ntm_copy_s1", seed=1)
+    (killed / "provenance.jsonl").write_text(json.dumps({"time": "2026-01-02T09:00:00", "outcome": "started"}) + "\n")
+    last_write = datetime.fromisoformat("2026-01-02T09:20:00").timestamp()
+    os.utime(killed / "metrics.csv", (last_write, last_write))
+    assert wall_time(read_runs([str(tmp_path)]).runs).startswith("Wall time 1 h 50 min (6,600 s)")
+
+
 def test_run_names_are_short_even_when_the_runs_live_far_apart():
     from pathlib import Path
 

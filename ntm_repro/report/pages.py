@@ -161,10 +161,11 @@ def _ranges(frame: pd.DataFrame, centre: str, low: str, high: str, spec: str = "
 
 def wall_time(runs: pd.DataFrame) -> str:
     """The wall time the runs took: the time during which at least one of them was training
-    (the union of each run's start, its config's write, to its end, its summary's last
-    write), as a sentence ("" when unknown). Runs of one sweep give its span; runs of parts
-    made sessions apart give the parts' spans added, not the days between them."""
-    spans = runs[["started", "ended"]].dropna().sort_values("started").itertuples(index=False)
+    (the union of the runs' spans, each start to its end as the reader found them), as a
+    sentence ("" when unknown). Runs of one sweep give its span; runs of parts made sessions
+    apart, or a run stopped and resumed later, give the parts' spans added, not the time
+    between them."""
+    spans = sorted((start, end) for listed in runs["spans"] for start, end in listed if not (pd.isna(start) or pd.isna(end)))
     merged: list[list] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:

@@ -37,7 +37,8 @@ class NoRuns(Exception):
 @dataclass
 class Reading:
     """Everything the report draws on. ``runs`` has one row per run read (run, model, task,
-    seed, variant, label, status, level_name, commit, started, ended, budget: train.sequences
+    seed, variant, label, status, level_name, commit, started, spans: (start, end) of each time it
+    trained, budget: train.sequences
     or NaN, attention traces, memory_max: the largest |M| at the end of any trace,
     Hydra's overrides and choices, config, command); ``metrics``, ``generalisation`` and
     ``along`` (generalisation of the checkpoints kept along the run, by ``sequences_trained``)
@@ -158,21 +159,60 @@ def _command(record_file: Path) -> str | None:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
-def _provenance_commands(run_dir: Path) -> list[str] | None:
-    """The command lines that trained in this folder (provenance.jsonl's ``started``
-    entries, refused ones left out), or None for a folder written before the log existed."""
+def _provenance(run_dir: Path) -> list[dict[str, Any]] | None:
+    """provenance.jsonl's entries (unreadable lines skipped), or None for a folder written
+    before the log existed."""
     path = run_dir / PROVENANCE
     if not path.is_file():
         return None
-    commands = []
+    entries = []
     for line in path.read_text().splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("outcome") == "started" and isinstance(entry.get("argv"), list):
-            commands.append(" ".join(shlex.quote(str(word)) for word in entry["argv"]))
-    return commands
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def _provenance_commands(entries: list[dict[str, Any]] | None) -> list[str] | None:
+    """The command lines that trained in a folder (its log's ``started`` entries, refused
+    ones left out), or None without a log."""
+    if entries is None:
+        return None
+    return [" ".join(shlex.quote(str(word)) for word in entry["argv"])
+            for entry in entries if entry.get("outcome") == "started" and isinstance(entry.get("argv"), list)]
+
+
+def _local_time(text: Any) -> datetime | None:
+    """A log's ISO time as a naive local time (as file times are read), None if it is not one."""
+    try:
+        return datetime.fromisoformat(str(text)).astimezone().replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def _training_spans(entries: list[dict[str, Any]] | None, last_write: datetime | pd.Timestamp) -> tuple:
+    """When a run trained: from each ``started`` entry of its log to the outcome that follows it
+    (a start with none, e.g. a killed process, ends at the run's last write if that came
+    before the next start). Times come from the log, not from files, so a copied folder
+    keeps them."""
+    spans, start = [], None
+    for entry in entries or ():
+        time = _local_time(entry.get("time"))
+        if time is None:
+            continue
+        if entry.get("outcome") == "started":
+            if start is not None and not pd.isna(last_write) and start < last_write <= time:
+                spans.append((start, last_write))
+            start = time
+        elif start is not None:
+            spans.append((start, time))
+            start = None
+    if start is not None and not pd.isna(last_write) and start < last_write:
+        spans.append((start, last_write))
+    return tuple(spans)
 
 
 def _traces(run_dir: Path, folder: str = "attention") -> tuple[tuple[str, ...], list[str]]:
@@ -265,6 +305,10 @@ def _read_run(
     elif status in (Status.RUNNING, Status.INTERRUPTED, "unknown"):
         caveats.append(f"status {status}: judged on the points logged so far")
     config_file, sweep_record = run_dir / "config.yaml", run_dir.parent / "multirun.yaml"
+    provenance = _provenance(run_dir)
+    # when it trained, from the provenance log; without one, the config's write (at the start) to the summary's last
+    spans = _training_spans(provenance, _modified(run_dir / "metrics.csv")) or (
+        (_modified(config_file), _modified(run_dir / "summary.json")),)
     run = {
         "run": name,
         **identity,
@@ -273,15 +317,15 @@ def _read_run(
         "commit": (summary.get("versions") or {}).get("commit"),
         "num_parameters": summary.get("num_parameters"),
         "budget": _budget(config),
-        "started": _modified(config_file),  # written when the run starts
-        "ended": _modified(run_dir / "summary.json"),  # last written when it ends
+        "started": spans[0][0],
+        "spans": spans,
         "attention": traces,
         "attention_along": along_traces,  # one per kept checkpoint (ntm-repro-eval --along), in training order
         "memory_max": trace_memory_max(traces),
         "overrides": _overrides(run_dir),
         "choices": _lookup(_load_yaml(run_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {},
         "config": config or {},
-        "commands": _provenance_commands(run_dir)
+        "commands": _provenance_commands(provenance)
         or [_command(sweep_record if sweep_record.exists() else run_dir / ".hydra" / "hydra.yaml")],
     }
     issue = {**issue, "handling": handling, "reason": "; ".join(caveats)} if caveats else None
